@@ -1,0 +1,137 @@
+//! Every limit of the storage engine in one place. Fixed format constants are `const`;
+//! tunables live in [`EngineConfig`] with production defaults.
+
+/// Direct-I/O alignment: every write offset and length, and every log flush, is a
+/// multiple of this.
+pub const IO_ALIGN: u64 = 4096;
+/// No single read or write is larger than this.
+pub const MAX_IO_BYTES: usize = 1 << 20;
+
+/// Largest user key the engine accepts.
+pub const MAX_KEY_BYTES: usize = 64 * 1024;
+/// Largest value the engine accepts.
+pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest log record payload (one write batch).
+pub const MAX_LOG_RECORD_BYTES: usize = 64 * 1024 * 1024;
+
+/// SSTable data blocks are cut once they reach this many bytes (before compression).
+pub const DATA_BLOCK_BYTES: usize = 4096;
+/// A restart point (full key, no prefix sharing) every this many entries.
+pub const BLOCK_RESTART_INTERVAL: usize = 16;
+/// Bloom filter bits per key (~1% false positives).
+pub const BLOOM_BITS_PER_KEY: usize = 10;
+
+/// Levels of the LSM tree, L0 included.
+pub const NUM_LEVELS: usize = 7;
+
+/// Tunables of one shard's engine. Defaults suit a production server; tests shrink them.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Bytes a memtable may hold before it is rotated and flushed.
+    pub memtable_bytes: usize,
+    /// Immutable memtables waiting for flush before writes stop.
+    pub max_immutable_memtables: usize,
+    /// Bytes of decompressed blocks the block cache keeps.
+    pub block_cache_bytes: usize,
+    /// Log segment size; a new segment starts once this is exceeded.
+    pub log_segment_bytes: u64,
+    /// Unsynced log bytes buffered before they are written out without waiting for a sync.
+    pub log_buffer_bytes: usize,
+    /// L0 file count that triggers compaction into L1.
+    pub l0_compaction_trigger: usize,
+    /// L0 file count from which each write is delayed.
+    pub l0_slowdown_trigger: usize,
+    /// L0 file count at which writes wait for compaction.
+    pub l0_stop_trigger: usize,
+    /// Target size of L1; each deeper level is `level_multiplier` times larger.
+    pub level1_bytes: u64,
+    pub level_multiplier: u64,
+    /// Target size of one SSTable written by compaction.
+    pub target_file_bytes: u64,
+    /// Levels at or above this index (0-based) use ZSTD, shallower ones LZ4.
+    pub zstd_from_level: usize,
+    /// ZSTD compression level for cold data.
+    pub zstd_level: i32,
+    /// Buffer size of SSTable stream writers.
+    pub sst_write_buffer_bytes: usize,
+    /// Delay applied to each write while L0 is between the slowdown and stop triggers.
+    pub slowdown_delay_us: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            memtable_bytes: 64 << 20,
+            max_immutable_memtables: 2,
+            block_cache_bytes: 256 << 20,
+            log_segment_bytes: 64 << 20,
+            log_buffer_bytes: 256 << 10,
+            l0_compaction_trigger: 4,
+            l0_slowdown_trigger: 20,
+            l0_stop_trigger: 36,
+            level1_bytes: 256 << 20,
+            level_multiplier: 10,
+            target_file_bytes: 64 << 20,
+            zstd_from_level: 4,
+            zstd_level: 3,
+            sst_write_buffer_bytes: 1 << 20,
+            slowdown_delay_us: 1000,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// A configuration with tiny limits so tests exercise rotation, flush and
+    /// compaction with little data.
+    pub fn small_for_tests() -> Self {
+        EngineConfig {
+            memtable_bytes: 64 << 10,
+            max_immutable_memtables: 2,
+            block_cache_bytes: 256 << 10,
+            log_segment_bytes: 256 << 10,
+            log_buffer_bytes: 16 << 10,
+            l0_compaction_trigger: 2,
+            l0_slowdown_trigger: 6,
+            l0_stop_trigger: 10,
+            level1_bytes: 256 << 10,
+            level_multiplier: 4,
+            target_file_bytes: 64 << 10,
+            zstd_from_level: 2,
+            zstd_level: 1,
+            sst_write_buffer_bytes: 64 << 10,
+            slowdown_delay_us: 0,
+        }
+    }
+
+    /// Rejects settings that cannot work together.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: &str| Err(crate::Error::InvalidArgument(m.to_string()));
+        if self.memtable_bytes < 4096 {
+            return bad("memtable_bytes must be at least 4096");
+        }
+        if !(self.l0_compaction_trigger <= self.l0_slowdown_trigger
+            && self.l0_slowdown_trigger <= self.l0_stop_trigger)
+        {
+            return bad("need l0_compaction_trigger <= l0_slowdown_trigger <= l0_stop_trigger");
+        }
+        if self.level_multiplier < 2 {
+            return bad("level_multiplier must be at least 2");
+        }
+        if self.log_segment_bytes < IO_ALIGN * 4 {
+            return bad("log_segment_bytes must be at least 16 KiB");
+        }
+        if self.max_immutable_memtables == 0 {
+            return bad("max_immutable_memtables must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Byte target of `level` (1-based levels; L0 is governed by file count).
+    pub fn level_target_bytes(&self, level: usize) -> u64 {
+        let mut t = self.level1_bytes;
+        for _ in 1..level {
+            t = t.saturating_mul(self.level_multiplier);
+        }
+        t
+    }
+}

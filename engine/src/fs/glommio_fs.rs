@@ -1,0 +1,1 @@
+//! glommio direct-I/O driver (to be written).
