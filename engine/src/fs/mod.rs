@@ -13,10 +13,11 @@
 //! - No single read exceeds [`crate::config::MAX_IO_BYTES`]; callers split larger reads.
 //! - All futures are `!Send`: a file belongs to the core that opened it.
 
-// pub mod glommio_fs;
-// pub mod sim;
+pub mod glommio_fs;
+pub mod sim;
 
 use crate::Result;
+use crate::config::IO_ALIGN;
 use std::path::{Path, PathBuf};
 
 /// A file opened for aligned random writes and reads (log segments, manifest).
@@ -92,6 +93,11 @@ pub trait FileSystem: Clone + 'static {
     async fn create_dir_all(&self, dir: &Path) -> Result<()>;
     /// True if `path` exists.
     async fn exists(&self, path: &Path) -> Result<bool>;
+}
+
+/// True if `v` is a multiple of [`IO_ALIGN`] (a power of two), as direct I/O needs.
+pub fn is_io_aligned(v: u64) -> bool {
+    v & (IO_ALIGN - 1) == 0
 }
 
 /// Joins a directory and a file name.
