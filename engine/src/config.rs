@@ -6,6 +6,15 @@
 pub const IO_ALIGN: u64 = 4096;
 /// No single read or write is larger than this.
 pub const MAX_IO_BYTES: usize = 1 << 20;
+/// Write-behind buffers of a direct-I/O stream writer (SSTables): one buffer filling
+/// while one is in flight keeps the device busy without pinning much memory.
+pub const STREAM_WRITE_BEHIND: usize = 2;
+/// RLIMIT_MEMLOCK the glommio driver asks for: io_uring rings and registered DMA
+/// buffers are locked memory.
+pub const MIN_MEMLOCK_BYTES: u64 = 512 << 20;
+/// Registered I/O memory of a helper executor (tests, tools): small so that it fits
+/// modest memlock limits; buffers beyond it come from the heap.
+pub const LOCAL_EXECUTOR_IO_MEMORY_BYTES: usize = 1 << 20;
 
 /// Largest user key the engine accepts.
 pub const MAX_KEY_BYTES: usize = 64 * 1024;
