@@ -6,10 +6,14 @@
 //! on: a pointer into the arena stays valid for the arena's whole life, so iterators can
 //! keep reading while new entries are inserted.
 
-use crate::config::{MEMTABLE_ARENA_MAX_CHUNK_BYTES, MEMTABLE_ARENA_MIN_CHUNK_BYTES};
+use crate::config::{
+    MEMTABLE_ARENA_HUGE_PAGE_BYTES, MEMTABLE_ARENA_MAX_CHUNK_BYTES, MEMTABLE_ARENA_MIN_CHUNK_BYTES,
+};
 use std::alloc::{Layout, alloc, dealloc, handle_alloc_error};
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
+
+const _: () = assert!(MEMTABLE_ARENA_HUGE_PAGE_BYTES.is_power_of_two());
 
 /// Alignment of every allocation: enough for the pointers and `u32`s of skip-list nodes.
 pub(crate) const ARENA_ALIGN: usize = 8;
@@ -116,17 +120,40 @@ impl Arena {
     }
 
     fn new_chunk(&self, bytes: usize) -> Option<NonNull<u8>> {
-        let layout = Layout::from_size_align(bytes, ARENA_ALIGN).ok()?;
+        let huge = bytes & (MEMTABLE_ARENA_HUGE_PAGE_BYTES - 1) == 0;
+        let align = if huge {
+            MEMTABLE_ARENA_HUGE_PAGE_BYTES
+        } else {
+            ARENA_ALIGN
+        };
+        let layout = Layout::from_size_align(bytes, align).ok()?;
         // SAFETY: `bytes > 0` (every caller asks for at least one aligned unit).
         let raw = unsafe { alloc(layout) };
         let Some(ptr) = NonNull::new(raw) else {
             handle_alloc_error(layout)
         };
+        if huge {
+            advise_huge_pages(ptr, bytes);
+        }
         self.chunks.borrow_mut().push(Chunk { ptr, layout });
         self.allocated.set(self.allocated.get() + bytes);
         Some(ptr)
     }
 }
+
+/// Asks the kernel to back a huge-page-aligned chunk with transparent huge pages. Only
+/// advice: failure (or a kernel with THP off) just leaves normal pages.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(ptr: NonNull<u8>, bytes: usize) {
+    // SAFETY: the range is exactly one live allocation of ours, aligned to the huge page
+    // size; MADV_HUGEPAGE changes no contents and cannot invalidate the memory.
+    unsafe {
+        libc::madvise(ptr.as_ptr().cast(), bytes, libc::MADV_HUGEPAGE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_ptr: NonNull<u8>, _bytes: usize) {}
 
 #[cfg(test)]
 mod tests {

@@ -252,21 +252,28 @@ impl SkipList {
         // The node last found not `before` at a higher level: meeting it again lower down
         // needs no second comparison.
         let mut known_after: Option<Node<'_>> = None;
+        let mut next = x.next(level);
         loop {
-            let next = x.next(level);
-            match next {
-                Some(n) if next != known_after && before(n.key()) => x = n,
-                _ => {
-                    known_after = next;
-                    if let Some(p) = prev.as_deref_mut() {
-                        p[level] = x.ptr;
-                    }
-                    if level == 0 {
-                        return x;
-                    }
-                    level -= 1;
+            if let Some(n) = next.filter(|_| next != known_after) {
+                // Read `n`'s link at this level before comparing its key: link and key
+                // often sit on different cache lines, and issuing both loads together
+                // overlaps the two misses (the search is bound by memory latency).
+                let after_n = n.next(level);
+                if before(n.key()) {
+                    x = n;
+                    next = after_n;
+                    continue;
                 }
             }
+            known_after = next;
+            if let Some(p) = prev.as_deref_mut() {
+                p[level] = x.ptr;
+            }
+            if level == 0 {
+                return x;
+            }
+            level -= 1;
+            next = x.next(level);
         }
     }
 
