@@ -20,6 +20,11 @@ pub const LOCAL_EXECUTOR_IO_MEMORY_BYTES: usize = 1 << 20;
 pub const MAX_KEY_BYTES: usize = 64 * 1024;
 /// Largest value the engine accepts.
 pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest internal key: a user key plus the 8-byte timestamp suffix (`keys::TS_BYTES`).
+pub const MAX_INTERNAL_KEY_BYTES: usize = MAX_KEY_BYTES + crate::keys::TS_BYTES;
+/// Largest stored value: a user value plus its header (kind byte and, for `PutTtl`, the
+/// 8-byte expiry).
+pub const MAX_STORED_VALUE_BYTES: usize = MAX_VALUE_BYTES + 1 + 8;
 /// Largest log record payload (one write batch).
 pub const MAX_LOG_RECORD_BYTES: usize = 64 * 1024 * 1024;
 
@@ -29,6 +34,28 @@ pub const DATA_BLOCK_BYTES: usize = 4096;
 pub const BLOCK_RESTART_INTERVAL: usize = 16;
 /// Bloom filter bits per key (~1% false positives).
 pub const BLOOM_BITS_PER_KEY: usize = 10;
+
+/// Memtable arena: the first chunk's size. Chunks double from here up to
+/// [`MEMTABLE_ARENA_MAX_CHUNK_BYTES`], so a tiny memtable (tests, idle shards) does not
+/// pin a full chunk.
+pub const MEMTABLE_ARENA_MIN_CHUNK_BYTES: usize = 4 << 10;
+/// Memtable arena: the largest regular chunk. An entry bigger than a quarter of this gets
+/// a chunk of its own, so big values neither waste nor split regular chunks. One huge
+/// page, so that full-size chunks can be backed by one (see below).
+pub const MEMTABLE_ARENA_MAX_CHUNK_BYTES: usize = MEMTABLE_ARENA_HUGE_PAGE_BYTES;
+/// Memtable arena: chunks of this size are aligned to it and, on Linux, advised to use
+/// transparent huge pages. Skip-list searches touch ~30 random nodes each; with 4 KiB
+/// pages nearly every touch is also a TLB miss, which huge pages avoid.
+pub const MEMTABLE_ARENA_HUGE_PAGE_BYTES: usize = 2 << 20;
+/// Memtable skip list: the tallest tower. With branching 4, 12 levels index 4^12 (~16M)
+/// entries without degrading, more than a memtable of `memtable_bytes` holds.
+pub const MEMTABLE_MAX_HEIGHT: usize = 12;
+/// Memtable skip list: each level holds 1 in this many nodes of the level below.
+/// Must be a power of two (heights are drawn from pairs of random bits).
+pub const MEMTABLE_BRANCHING: u32 = 4;
+/// Memtable skip list: seed of the tower-height generator. Fixed so that a run is
+/// reproducible (the simulator replays the same shapes).
+pub const MEMTABLE_RNG_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// Levels of the LSM tree, L0 included.
 pub const NUM_LEVELS: usize = 7;

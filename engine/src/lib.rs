@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod fs;
 pub mod keys;
+pub mod memtable;
 
 pub use config::EngineConfig;
 pub use error::{Error, Result};
