@@ -107,6 +107,22 @@ pub struct TableOptions {
     pub bloom_bits_per_key: usize,
 }
 
+impl TableOptions {
+    /// Options for a table written to `level` (0-based): LZ4 for hot levels, ZSTD from
+    /// `cfg.zstd_from_level` on.
+    pub fn for_level(cfg: &config::EngineConfig, level: usize) -> Self {
+        let compression = if level >= cfg.zstd_from_level {
+            Compression::Zstd(cfg.zstd_level)
+        } else {
+            Compression::Lz4
+        };
+        TableOptions {
+            compression,
+            ..TableOptions::default()
+        }
+    }
+}
+
 impl Default for TableOptions {
     fn default() -> Self {
         TableOptions {
@@ -518,7 +534,9 @@ pub struct TableStats {
     pub bloom_checks: u64,
     /// Point reads the filter answered "absent" (no block read needed).
     pub bloom_useful: u64,
-    /// Point reads the filter let through that found no version of the key.
+    /// Point reads the filter let through that returned `None`. An upper bound of the
+    /// filter's false positives: it also counts reads whose key exists only in versions
+    /// newer than the read timestamp.
     pub bloom_false_positives: u64,
     /// Data blocks read from the file (cache misses).
     pub block_reads: u64,
