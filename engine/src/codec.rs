@@ -57,6 +57,13 @@ pub fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     buf.push(v as u8);
 }
 
+/// Signed varint: zigzag (0, -1, 1, -2, ... map to 0, 1, 2, 3, ...) then LEB128, so
+/// small negative numbers stay short.
+#[inline]
+pub fn put_varint_i64(buf: &mut Vec<u8>, v: i64) {
+    put_varint(buf, ((v << 1) ^ (v >> 63)) as u64);
+}
+
 /// Length-prefixed byte string (varint length, then the bytes).
 #[inline]
 pub fn put_bytes(buf: &mut Vec<u8>, b: &[u8]) {
@@ -181,6 +188,13 @@ impl<'a> Decoder<'a> {
         Err(DecodeError::BadVarint)
     }
 
+    /// A signed varint written by `put_varint_i64`.
+    #[inline]
+    pub fn varint_i64(&mut self) -> Result<i64, DecodeError> {
+        let v = self.varint()?;
+        Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+    }
+
     /// A varint that must fit in `usize` and in the remaining input (a length).
     #[inline]
     pub fn len_varint(&mut self) -> Result<usize, DecodeError> {
@@ -227,6 +241,28 @@ mod tests {
             assert_eq!(d.varint().unwrap(), v);
             assert!(d.is_empty());
         }
+    }
+
+    #[test]
+    fn signed_varint_roundtrip() {
+        for v in [
+            0i64,
+            -1,
+            1,
+            -64,
+            63,
+            -65,
+            i32::MIN as i64,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut b = Vec::new();
+            put_varint_i64(&mut b, v);
+            assert_eq!(Decoder::new(&b).varint_i64().unwrap(), v);
+        }
+        let mut b = Vec::new();
+        put_varint_i64(&mut b, -1);
+        assert_eq!(b, [1]);
     }
 
     #[test]

@@ -34,6 +34,22 @@ pub const DATA_BLOCK_BYTES: usize = 4096;
 pub const BLOCK_RESTART_INTERVAL: usize = 16;
 /// Bloom filter bits per key (~1% false positives).
 pub const BLOOM_BITS_PER_KEY: usize = 10;
+/// Index blocks restart at every entry: they are small and pinned, and full keys make
+/// the binary search over them exact without a linear step.
+pub const INDEX_RESTART_INTERVAL: usize = 1;
+/// Largest decoded (uncompressed) SSTable block. One entry can hold a key of
+/// `MAX_KEY_BYTES` and a value of `MAX_VALUE_BYTES`, so a data block may exceed
+/// `DATA_BLOCK_BYTES` by that much; anything larger on disk is corruption, and the bound
+/// keeps a corrupt size field from triggering a huge allocation.
+pub const MAX_BLOCK_BYTES: usize = 32 << 20;
+/// Largest filter, index or properties block of one SSTable (they are read whole at
+/// open and pinned). A 64 MiB table with 4 KiB blocks needs well under 2 MiB of each.
+pub const MAX_META_BLOCK_BYTES: usize = 64 << 20;
+/// A block is stored compressed only if compression saves at least 1/this of its size
+/// (12.5%): smaller savings do not pay for the decompression on every cache miss.
+pub const MIN_COMPRESSION_SAVING_DIVISOR: usize = 8;
+/// Upper bound of bloom probes per key (the reader rejects filters claiming more).
+pub const MAX_BLOOM_PROBES: u8 = 30;
 
 /// Memtable arena: the first chunk's size. Chunks double from here up to
 /// [`MEMTABLE_ARENA_MAX_CHUNK_BYTES`], so a tiny memtable (tests, idle shards) does not

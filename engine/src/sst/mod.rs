@@ -1,0 +1,21 @@
+//! Sorted string tables: the immutable files of the LSM tree.
+//!
+//! - [`block`]: data and index blocks (prefix-compressed keys, restart points).
+//! - [`bloom`]: the whole-table bloom filter over user keys.
+//! - [`table`]: the file layout, [`TableBuilder`], [`Table`] and [`TableIter`].
+//!
+//! The byte-level format is documented in `docs/formats/sstable.md`.
+
+pub mod block;
+pub mod bloom;
+pub mod table;
+
+#[cfg(test)]
+mod tests;
+
+pub use block::{Block, BlockBuilder, BlockIter};
+pub use bloom::BloomFilter;
+pub use table::{
+    BlockHandle, Compression, Table, TableBuilder, TableIter, TableOptions, TableProperties,
+    TableStats,
+};
