@@ -72,6 +72,8 @@ pub const MEMTABLE_BRANCHING: u32 = 4;
 /// Memtable skip list: seed of the tower-height generator. Fixed so that a run is
 /// reproducible (the simulator replays the same shapes).
 pub const MEMTABLE_RNG_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+/// A manifest larger than this is rewritten as one snapshot record.
+pub const MANIFEST_ROLL_BYTES: u64 = 4 << 20;
 
 /// Levels of the LSM tree, L0 included.
 pub const NUM_LEVELS: usize = 7;

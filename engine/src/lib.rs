@@ -5,14 +5,20 @@
 //! The file system sits behind [`fs::FileSystem`] so the same engine runs on glommio
 //! direct I/O in production and on the seeded, fault-injecting simulator in tests.
 
+pub mod batch;
 pub mod cache;
 pub mod codec;
 pub mod config;
+pub mod db;
 pub mod error;
 pub mod fs;
+pub mod iter;
 pub mod keys;
+pub mod log;
 pub mod memtable;
 pub mod sst;
+pub mod sync;
+pub mod version;
 
 pub use config::EngineConfig;
 pub use error::{Error, Result};

@@ -104,3 +104,22 @@ pub fn is_io_aligned(v: u64) -> bool {
 pub fn join(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+/// Creates `dir` and any missing parents durably: each directory created is followed by
+/// an fsync of its parent, so the new names survive a crash.
+pub async fn create_dir_all_durable<F: FileSystem>(fs: &F, dir: &Path) -> Result<()> {
+    let mut prefix = PathBuf::new();
+    for comp in dir.components() {
+        prefix.push(comp);
+        if fs.exists(&prefix).await? {
+            continue;
+        }
+        fs.create_dir_all(&prefix).await?;
+        if let Some(parent) = prefix.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            fs.sync_dir(parent).await?;
+        }
+    }
+    Ok(())
+}

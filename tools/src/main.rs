@@ -1,0 +1,39 @@
+//! `nextdb`: the command-line entry point.
+
+mod demo;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "nextdb",
+    version,
+    about = "NextDB: a distributed, multi-model database"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Opens a local storage engine with sample data and runs a short session, then
+    /// an interactive shell when standard input is a terminal.
+    Demo {
+        /// Data directory (must be on a file system with O_DIRECT, e.g. ext4 or xfs).
+        #[arg(long, default_value = "nextdb-demo-data")]
+        dir: PathBuf,
+        /// Number of sample records to load.
+        #[arg(long, default_value_t = 10_000)]
+        records: u64,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Cmd::Demo { dir, records } => demo::run(dir, records),
+    };
+    std::process::exit(code);
+}
