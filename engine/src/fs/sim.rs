@@ -1,6 +1,6 @@
 //! Simulated file system: in memory, seeded, deterministic, with fault injection.
 //!
-//! The model (also described in `docs/formats/fs.md`):
+//! The model (also described in `docs/simulated-fs.md`):
 //! - Every file (inode) has *durable* contents (what survives a crash) and *current*
 //!   contents (what reads see). [`RwFile::sync`] and [`StreamWriter::finish`] copy
 //!   current to durable.

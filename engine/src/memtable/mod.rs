@@ -8,7 +8,7 @@
 //! holds an `Rc`) stays valid while the engine keeps inserting, as in LevelDB. Memory is
 //! reclaimed all at once when the last `Rc` goes, after the memtable has been flushed.
 //!
-//! Layout and invariants: `docs/formats/memtable.md`.
+//! Layout and invariants: `docs/memtable.md`.
 
 mod arena;
 mod skiplist;

@@ -5,7 +5,7 @@
 //! arena) so that readers holding `&[u8]` borrows or positions keep working while
 //! the owner inserts, as in LevelDB's memtable.
 //!
-//! Node layout in the arena (see `docs/formats/memtable.md`):
+//! Node layout in the arena (see `docs/memtable.md`):
 //!
 //! ```text
 //!   [next[h-1]] ... [next[1]] [next[0]] | value_ptr | value_len | key_len+height | key | value

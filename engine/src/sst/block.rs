@@ -1,6 +1,6 @@
 //! SSTable blocks: sorted entries with prefix-compressed keys and restart points.
 //!
-//! Layout of a decoded block (see `docs/formats/sstable.md`):
+//! Layout of a decoded block (see `docs/formats.md`):
 //!
 //! ```text
 //! entry*  restart[0..n] (u32 LE each)  n (u32 LE)

@@ -4,7 +4,7 @@
 //! - [`bloom`]: the whole-table bloom filter over user keys.
 //! - [`table`]: the file layout, [`TableBuilder`], [`Table`] and [`TableIter`].
 //!
-//! The byte-level format is documented in `docs/formats/sstable.md`.
+//! The byte-level format is documented in `docs/formats.md`.
 
 pub mod block;
 pub mod bloom;

@@ -1,6 +1,6 @@
 //! SSTable writer ([`TableBuilder`]) and reader ([`Table`], [`TableIter`]).
 //!
-//! File layout (byte by byte in `docs/formats/sstable.md`):
+//! File layout (byte by byte in `docs/formats.md`):
 //!
 //! ```text
 //! data block*  filter block  properties block  index block  footer (64 bytes)
