@@ -1,1 +1,39 @@
-fn main() {}
+//! `nextdb-perf`: benchmark suites that run NextDB and a peer in the same invocation and
+//! report throughput ratios and latency percentiles (hdrhistogram).
+
+mod dbbench;
+mod engine;
+mod report;
+mod workload;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "nextdb-perf", about = "NextDB benchmarks against their peers")]
+struct Cli {
+    #[command(subcommand)]
+    suite: Suite,
+}
+
+#[derive(Subcommand)]
+enum Suite {
+    /// Storage engine vs RocksDB's db_bench (fillseq, fillrandom, readrandom, ...).
+    Engine(engine::EngineArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let res = match cli.suite {
+        Suite::Engine(args) => engine::run(args),
+    };
+    if let Err(e) = res {
+        eprintln!("nextdb-perf: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Where results go by default: `target/perf/SUITE.json` under the workspace.
+pub fn default_out(suite: &str) -> PathBuf {
+    PathBuf::from("target/perf").join(format!("{suite}.json"))
+}

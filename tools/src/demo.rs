@@ -45,8 +45,12 @@ pub fn run(dir: PathBuf, records: u64) -> i32 {
         "rscan user: 3",
         "stats",
     ];
-    let mut ok = true;
+    // The session sends its banner once the engine is open and loaded.
+    let mut ok = print_reply(&done_rx);
     for line in script {
+        if !ok {
+            break;
+        }
         println!("nextdb> {line}");
         if tx.send(line.to_string()).is_err() || !print_reply(&done_rx) {
             ok = false;
@@ -111,10 +115,13 @@ async fn session(
         .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
     glommio::spawn_local(db.clone().run_background()).detach();
     let loaded = load_sample(&db, records).await.map_err(|e| e.to_string())?;
-    println!(
+    let banner = format!(
         "NextDB demo: storage engine in {} ({loaded} sample records loaded)",
         dir.display()
     );
+    if tx.send(banner).is_err() {
+        return db.close().await.map_err(|e| e.to_string());
+    }
     // The shell thread blocks on stdin; poll its channel without blocking the executor.
     loop {
         match rx.try_recv() {
@@ -196,7 +203,33 @@ async fn execute(db: &Rc<Db<DmaFs>>, line: &str) -> String {
                 out.push_str(&format!("({} rows)", rows.len()));
                 out
             }
-            ("stats", None, None) => format!("{:#?}", db.stats()),
+            ("stats", None, None) => {
+                let s = db.stats();
+                let levels: Vec<String> = s
+                    .levels
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.files > 0)
+                    .map(|(i, l)| format!("L{i}: {} files, {} bytes", l.files, l.bytes))
+                    .collect();
+                format!(
+                    "levels: [{}]\nmemtable: {} bytes (+{} waiting for flush)\n\
+                     writes: {} user bytes, write amplification {:.2}\n\
+                     flushes {}, compactions {}, stalls {} ({} us)\n\
+                     block cache: {} bytes, hit rate {:.1}%",
+                    levels.join(", "),
+                    s.memtable_bytes,
+                    s.immutable_memtables,
+                    s.user_bytes_written,
+                    s.write_amplification,
+                    s.flushes,
+                    s.compactions,
+                    s.stall_count,
+                    s.stall_micros,
+                    s.cache_bytes,
+                    s.cache_hit_rate * 100.0
+                )
+            }
             ("flush", None, None) => {
                 db.flush().await?;
                 "OK".to_string()

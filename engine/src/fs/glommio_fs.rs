@@ -407,6 +407,17 @@ impl FileSystem for DmaFs {
     }
 
     async fn sync_dir(&self, dir: &Path) -> Result<()> {
+        // glommio opens directories relative to no directory fd: a relative path fails
+        // with EBADF, so resolve it against the working directory first.
+        let abs;
+        let dir = if dir.is_relative() {
+            abs = std::env::current_dir()
+                .map_err(|e| Error::io(dir, e))?
+                .join(dir);
+            abs.as_path()
+        } else {
+            dir
+        };
         let d = Directory::open(dir).await.map_err(gerr(dir))?;
         d.sync().await.map_err(gerr(dir))?;
         d.close().await.map_err(gerr(dir))
