@@ -173,6 +173,18 @@ impl<'a> Decoder<'a> {
 
     #[inline]
     pub fn varint(&mut self) -> Result<u64, DecodeError> {
+        // Fast path: most varints on the hot paths (block entry headers) are one byte.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.varint_slow()
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, DecodeError> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let b = self.u8()?;

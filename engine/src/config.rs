@@ -75,6 +75,11 @@ pub const MEMTABLE_RNG_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 /// A manifest larger than this is rewritten as one snapshot record.
 pub const MANIFEST_ROLL_BYTES: u64 = 4 << 20;
 
+/// Iterator readahead: the first window once a scan is sequential, and the largest it
+/// doubles to (one read each: fewer, larger direct reads for scans and compactions).
+pub const ITER_READAHEAD_MIN_BYTES: usize = 32 << 10;
+pub const ITER_READAHEAD_MAX_BYTES: usize = MAX_IO_BYTES;
+
 /// Levels of the LSM tree, L0 included.
 pub const NUM_LEVELS: usize = 7;
 

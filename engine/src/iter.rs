@@ -531,6 +531,7 @@ impl<F: FileSystem> DbIter<F> {
         if !self.valid {
             return Ok(());
         }
+        glommio::yield_if_needed().await;
         if self.dir == Direction::Reverse {
             // The inner iterator sits before the current key's versions: step onto them.
             if self.inner.valid() {

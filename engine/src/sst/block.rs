@@ -252,6 +252,13 @@ impl Block {
 /// Decodes the three varints of an entry header.
 #[inline]
 fn entry_header(d: &mut Decoder<'_>) -> std::result::Result<(usize, usize, usize), DecodeError> {
+    // Fast path (as LevelDB does): all three lengths fit in one byte each.
+    if let Ok(h) = d.clone().take(3)
+        && (h[0] | h[1] | h[2]) < 0x80
+    {
+        let _ = d.take(3);
+        return Ok((usize::from(h[0]), usize::from(h[1]), usize::from(h[2])));
+    }
     let shared = d.len_varint()?;
     let unshared = d.len_varint()?;
     let vlen = d.len_varint()?;

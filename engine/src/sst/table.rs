@@ -37,6 +37,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const BLOCK_TRAILER_BYTES: usize = 5;
 /// Three fixed-width handles (48), version (4), CRC (4), magic (8).
 pub const FOOTER_BYTES: usize = 64;
+/// Forward block steps after a seek before an iterator starts reading ahead.
+const READAHEAD_AFTER_BLOCKS: u32 = 2;
 /// Version byte at the start of the properties block.
 pub const PROPERTIES_VERSION: u8 = 1;
 
@@ -788,9 +790,17 @@ impl<R: ReadFile> Table<R> {
             )));
         }
         let size = h.size as usize;
-        let mut raw = self
+        let raw = self
             .read_range(h.offset, size + BLOCK_TRAILER_BYTES)
             .await?;
+        self.decode_physical(h, raw, max)
+    }
+
+    /// Verifies the trailer of a block read from disk (payload and trailer) and
+    /// decompresses it.
+    fn decode_physical(&self, h: BlockHandle, mut raw: Vec<u8>, max: usize) -> Result<Vec<u8>> {
+        let corrupt = |why: String| Error::corruption(self.path.to_path_buf(), h.offset, why);
+        let size = h.size as usize;
         let ty = raw.get(size).copied().unwrap_or(u8::MAX);
         let stored = codec::read_u32_at(&raw, size + 1);
         let actual = codec::crc32c(raw.get(..size + 1).unwrap_or(&[]));
@@ -819,6 +829,47 @@ impl<R: ReadFile> Table<R> {
             }
             other => Err(corrupt(format!("unknown compression type {other}"))),
         }
+    }
+
+    /// Reads the consecutive data blocks `handles` with one read and puts those not yet
+    /// cached into the cache (iterator readahead). Best effort: a block that fails to
+    /// verify is skipped, and the normal read path reports it when it is needed.
+    pub async fn prefetch(&self, handles: &[BlockHandle]) -> Result<()> {
+        let (Some(first), Some(last)) = (handles.first(), handles.last()) else {
+            return Ok(());
+        };
+        if handles
+            .iter()
+            .all(|h| self.cache.get((self.file_number, h.offset)).is_some())
+        {
+            return Ok(());
+        }
+        let start = first.offset;
+        let end = last.offset.saturating_add(last.physical_size());
+        if end > self.footer_offset || end <= start {
+            return Ok(());
+        }
+        let raw = self.read_range(start, (end - start) as usize).await?;
+        bump(&self.stats.block_reads);
+        for h in handles {
+            let key = (self.file_number, h.offset);
+            if self.cache.get(key).is_some() {
+                continue;
+            }
+            let from = (h.offset - start) as usize;
+            let Some(bytes) = raw.get(from..from + h.physical_size() as usize) else {
+                break;
+            };
+            let Ok(data) = self.decode_physical(*h, bytes.to_vec(), config::MAX_BLOCK_BYTES) else {
+                break;
+            };
+            let Ok(block) = Block::with_origin(data, self.path.clone(), h.offset) else {
+                break;
+            };
+            let charge = block.size();
+            self.cache.insert(key, Rc::new(block), charge);
+        }
+        Ok(())
     }
 
     /// Reads `len` bytes at `pos`, split into reads of at most `MAX_IO_BYTES`.
@@ -876,6 +927,12 @@ pub struct TableIter<R: ReadFile> {
     /// Offset of the block `data` iterates, to skip reloading it on a nearby seek.
     data_offset: u64,
     err: Option<Error>,
+    /// Forward block steps since the last seek; readahead starts after two.
+    sequential: u32,
+    /// File offset up to which blocks were read ahead.
+    prefetched_until: u64,
+    /// Size of the next readahead; doubles up to `ITER_READAHEAD_MAX_BYTES`.
+    readahead: usize,
 }
 
 impl<R: ReadFile> TableIter<R> {
@@ -888,6 +945,9 @@ impl<R: ReadFile> TableIter<R> {
             data: None,
             data_offset: u64::MAX,
             err: None,
+            sequential: 0,
+            prefetched_until: 0,
+            readahead: config::ITER_READAHEAD_MIN_BYTES,
         }
     }
 
@@ -913,6 +973,8 @@ impl<R: ReadFile> TableIter<R> {
 
     pub async fn seek_to_first(&mut self) {
         self.err = None;
+        // A scan from the start (compaction, full scans) reads ahead at once.
+        self.sequential = READAHEAD_AFTER_BLOCKS;
         self.index.seek_to_first();
         if let Some(d) = self.load_block().await {
             d.seek_to_first();
@@ -922,6 +984,7 @@ impl<R: ReadFile> TableIter<R> {
 
     pub async fn seek_to_last(&mut self) {
         self.err = None;
+        self.sequential = 0;
         self.index.seek_to_last();
         if let Some(d) = self.load_block().await {
             d.seek_to_last();
@@ -932,6 +995,7 @@ impl<R: ReadFile> TableIter<R> {
     /// Positions at the first entry `>= target` by `cmp_internal`.
     pub async fn seek(&mut self, target: &[u8]) {
         self.err = None;
+        self.sequential = 0;
         self.index.seek(target);
         if let Some(d) = self.load_block().await {
             d.seek(target);
@@ -957,6 +1021,38 @@ impl<R: ReadFile> TableIter<R> {
             d.prev();
         }
         self.skip_backward().await;
+    }
+
+    /// Reads the next `readahead` bytes of data blocks, from the block the index is
+    /// on, in one I/O into the cache, unless an earlier readahead covered it.
+    async fn read_ahead(&mut self) {
+        if !self.index.valid() {
+            return;
+        }
+        let Ok(h) = self.table.decode_handle(self.index.value()) else {
+            return;
+        };
+        if h.offset < self.prefetched_until {
+            return;
+        }
+        let mut idx = BlockIter::new(self.table.index.clone());
+        idx.seek(self.index.key());
+        let mut handles = Vec::new();
+        let mut bytes = 0u64;
+        while idx.valid() && bytes < self.readahead as u64 {
+            let Ok(h) = self.table.decode_handle(idx.value()) else {
+                break;
+            };
+            bytes += h.physical_size();
+            handles.push(h);
+            idx.next();
+        }
+        if let Some(last) = handles.last() {
+            self.prefetched_until = last.offset + last.physical_size();
+        }
+        // Errors surface on the normal read of the block that needs the bytes.
+        let _ = self.table.prefetch(&handles).await;
+        self.readahead = (self.readahead * 2).min(config::ITER_READAHEAD_MAX_BYTES);
     }
 
     /// Points `data` at the block the index iterator is on and returns it; `None`
@@ -1018,6 +1114,10 @@ impl<R: ReadFile> TableIter<R> {
     async fn skip_forward(&mut self) {
         while self.err.is_none() && self.data_ready() == Some(false) {
             self.index.next();
+            self.sequential = self.sequential.saturating_add(1);
+            if self.sequential >= READAHEAD_AFTER_BLOCKS {
+                self.read_ahead().await;
+            }
             match self.load_block().await {
                 Some(d) => d.seek_to_first(),
                 None => return,
