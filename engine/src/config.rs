@@ -16,6 +16,13 @@ pub const MIN_MEMLOCK_BYTES: u64 = 512 << 20;
 /// modest memlock limits; buffers beyond it come from the heap.
 pub const LOCAL_EXECUTOR_IO_MEMORY_BYTES: usize = 1 << 20;
 
+/// Preemption timer of an engine executor: the longest a background slice
+/// (compaction) runs before foreground tasks get the core back.
+pub const PREEMPT_TIMER_US: u64 = 1000;
+/// Scheduler shares of the background (flush and compaction) task queue; foreground
+/// queues have glommio's default of 1000.
+pub const BACKGROUND_SHARES: usize = 250;
+
 /// Largest user key the engine accepts.
 pub const MAX_KEY_BYTES: usize = 64 * 1024;
 /// Largest value the engine accepts.

@@ -86,6 +86,8 @@ async fn open_after_crash(fs: &SimFs, ctx: &str) -> std::rc::Rc<Db<SimFs>> {
 
 async fn crash_cycle(seed: u64, crash_at: u64, second_crash: u64) {
     let fs = SimFs::new(seed);
+    // Half the crashes keep a torn prefix of each file's last unsynced write.
+    fs.set_torn_write_probability(0.5);
     let mut acked = BTreeSet::new();
     fs.crash_after_ops(crash_at);
     let ctx = format!("seed {seed} crash at op {crash_at}");

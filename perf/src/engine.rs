@@ -116,8 +116,7 @@ fn run_nextdb(args: &EngineArgs, reads: u64) -> Result<BTreeMap<String, Measured
         eprintln!("warning: {e}");
     }
     let args = args.clone();
-    let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(args.cpu))
-        .io_memory(nextdb_engine::config::LOCAL_EXECUTOR_IO_MEMORY_BYTES)
+    let handle = nextdb_engine::runtime::executor_builder(glommio::Placement::Fixed(args.cpu))
         .name("nextdb-bench")
         .spawn(move || async move { nextdb_suite(args, reads).await })
         .map_err(|e| format!("cannot start executor: {e}"))?;
@@ -129,14 +128,7 @@ async fn open(dir: &Path, args: &EngineArgs) -> Result<Rc<Db<DmaFs>>, String> {
         .await
         .map_err(|e| e.to_string())?;
     // Flush and compaction run beside the benchmark in a queue with fewer shares.
-    let tq = glommio::executor().create_task_queue(
-        glommio::Shares::Static(250),
-        glommio::Latency::NotImportant,
-        "compaction",
-    );
-    glommio::spawn_local_into(db.clone().run_background(), tq)
-        .map_err(|e| e.to_string())?
-        .detach();
+    nextdb_engine::runtime::spawn_background(&db).map_err(|e| e.to_string())?;
     Ok(db)
 }
 

@@ -24,9 +24,8 @@ pub fn run(dir: PathBuf, records: u64) -> i32 {
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<String>();
     let interactive = std::io::stdin().is_terminal();
-    let exec = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+    let exec = nextdb_engine::runtime::executor_builder(glommio::Placement::Unbound)
         .name("nextdb-demo")
-        .io_memory(nextdb_engine::config::LOCAL_EXECUTOR_IO_MEMORY_BYTES)
         .spawn(move || async move { session(dir, records, rx, done_tx).await });
     let handle = match exec {
         Ok(h) => h,
@@ -113,7 +112,7 @@ async fn session(
     let db = Db::open(DmaFs::new(), &dir, EngineConfig::default())
         .await
         .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
-    glommio::spawn_local(db.clone().run_background()).detach();
+    nextdb_engine::runtime::spawn_background(&db).map_err(|e| e.to_string())?;
     let loaded = load_sample(&db, records).await.map_err(|e| e.to_string())?;
     let banner = format!(
         "NextDB demo: storage engine in {} ({loaded} sample records loaded)",

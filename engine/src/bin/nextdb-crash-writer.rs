@@ -43,7 +43,10 @@ fn main() {
                 std::process::exit(1);
             }
         };
-        glommio::spawn_local(db.clone().run_background()).detach();
+        if let Err(e) = nextdb_engine::runtime::spawn_background(&db) {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
         let mut tasks = Vec::new();
         for w in 0..WRITERS {
             let db: Rc<Db<DmaFs>> = db.clone();

@@ -16,14 +16,12 @@
 //! tools). Locked memory is needed for the io_uring rings and buffers:
 //! [`raise_memlock_limit`].
 
-use crate::config::{
-    IO_ALIGN, LOCAL_EXECUTOR_IO_MEMORY_BYTES, MAX_IO_BYTES, MIN_MEMLOCK_BYTES, STREAM_WRITE_BEHIND,
-};
+use crate::config::{IO_ALIGN, MAX_IO_BYTES, MIN_MEMLOCK_BYTES, STREAM_WRITE_BEHIND};
 use crate::fs::{FileSystem, ReadFile, RwFile, StreamWriter, is_io_aligned};
 use crate::{Error, Result};
 use futures_lite::AsyncWriteExt;
 use glommio::io::{Directory, DmaFile, DmaStreamWriter, DmaStreamWriterBuilder, OpenOptions};
-use glommio::{GlommioError, LocalExecutorBuilder, Placement};
+use glommio::{GlommioError, Placement};
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::future::Future;
@@ -509,8 +507,7 @@ pub fn raise_memlock_limit() -> std::result::Result<(), String> {
 /// already run an executor.
 pub fn run_local<F: Future>(fut: F) -> std::result::Result<F::Output, String> {
     let raised = raise_memlock_limit();
-    let ex = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(LOCAL_EXECUTOR_IO_MEMORY_BYTES)
+    let ex = crate::runtime::executor_builder(Placement::Unbound)
         .make()
         .map_err(|e| match &raised {
             Err(why) => format!("cannot start a glommio executor: {e}; {why}"),
