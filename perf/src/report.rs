@@ -11,6 +11,11 @@ pub struct Measured {
     pub p50_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
+    /// Operations done (the count behind `ops_per_s`), when known.
+    pub ops: Option<u64>,
+    /// Lookups that found their key (readrandom, seekrandom): both sides must agree
+    /// closely, or they did not run the same workload.
+    pub found: Option<u64>,
 }
 
 impl Measured {
@@ -22,16 +27,25 @@ impl Measured {
             p50_us: us(0.50),
             p99_us: us(0.99),
             p999_us: us(0.999),
+            ops: Some(ops),
+            found: None,
         }
     }
 
     fn json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "ops_per_s": round(self.ops_per_s),
             "p50_us": round(self.p50_us),
             "p99_us": round(self.p99_us),
             "p999_us": round(self.p999_us),
-        })
+        });
+        if let Some(n) = self.ops {
+            v["ops"] = json!(n);
+        }
+        if let Some(n) = self.found {
+            v["found"] = json!(n);
+        }
+        v
     }
 }
 
@@ -136,27 +150,50 @@ mod tests {
     #[test]
     fn json_has_the_schema() {
         let dir = std::env::temp_dir().join(format!("nextdb-perf-{}", std::process::id()));
-        let out = dir.join("x.json");
+        let out = dir.join("nested").join("x.json");
         let m = Measured {
             ops_per_s: 200.0,
             p50_us: 1.0,
             p99_us: 2.0,
             p999_us: 3.0,
+            ops: Some(1000),
+            found: Some(630),
         };
-        let rows = vec![Row {
-            name: "readrandom".into(),
-            nextdb: Some(m.clone()),
-            peer: Some(Measured {
-                ops_per_s: 100.0,
-                ..m
-            }),
-        }];
-        write("engine", "rocksdb", json!({}), &rows, &out).unwrap();
+        let rows = vec![
+            Row {
+                name: "readrandom".into(),
+                nextdb: Some(m.clone()),
+                peer: Some(Measured {
+                    ops_per_s: 100.0,
+                    ..m.clone()
+                }),
+            },
+            Row {
+                name: "fillseq".into(),
+                nextdb: Some(m),
+                peer: None,
+            },
+        ];
+        write("engine", "rocksdb", json!({"num": 1000}), &rows, &out).unwrap();
         let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
         assert_eq!(v["suite"], "engine");
-        assert_eq!(v["results"][0]["ratio"], 2.0);
-        assert_eq!(v["results"][0]["peer"]["name"], "rocksdb");
-        assert_eq!(v["results"][0]["nextdb"]["p99_us"], 2.0);
+        assert_eq!(v["config"]["num"], 1000);
+        for k in ["cpus", "kernel", "cpu_model"] {
+            assert!(v["machine"].get(k).is_some(), "machine.{k}");
+        }
+        let r = &v["results"][0];
+        assert_eq!(r["name"], "readrandom");
+        assert_eq!(r["ratio"], 2.0);
+        assert_eq!(r["peer"]["name"], "rocksdb");
+        assert_eq!(r["peer"]["ops_per_s"], 100.0);
+        for k in ["ops_per_s", "p50_us", "p99_us", "p999_us"] {
+            assert!(r["nextdb"][k].is_f64(), "nextdb.{k}");
+        }
+        assert_eq!(r["nextdb"]["p99_us"], 2.0);
+        assert_eq!(r["nextdb"]["found"], 630);
+        // A side that did not run is null, and so is the ratio.
+        assert!(v["results"][1]["peer"].is_null());
+        assert!(v["results"][1]["ratio"].is_null());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -11,15 +11,17 @@ pub fn key(n: u64, key_size: usize, out: &mut Vec<u8>) {
     out.resize(key_size.max(take), b'0');
 }
 
-/// db_bench's `RandomGenerator` with compression ratio 0.5: a 1 MiB pool made of
-/// 100-byte pieces, each 50 random bytes repeated, handed out as consecutive slices.
+/// db_bench's `RandomGenerator` with compression ratio 0.5: a pool of at least 1 MiB
+/// (and at least one value) made of 100-byte pieces, each 50 random printable bytes
+/// written twice, handed out as consecutive slices.
 pub struct ValueGen {
     pool: Vec<u8>,
     pos: usize,
 }
 
 impl ValueGen {
-    pub fn new(seed: u64) -> Self {
+    pub fn new(seed: u64, max_len: usize) -> Self {
+        let size = max_len.max(1 << 20);
         let mut x = seed | 1;
         let mut next = move || {
             x ^= x << 13;
@@ -27,8 +29,8 @@ impl ValueGen {
             x ^= x << 17;
             x
         };
-        let mut pool = Vec::with_capacity(1 << 20);
-        while pool.len() < 1 << 20 {
+        let mut pool = Vec::with_capacity(size + 100);
+        while pool.len() < size {
             let piece: Vec<u8> = (0..50).map(|_| b' ' + (next() % 95) as u8).collect();
             pool.extend_from_slice(&piece);
             pool.extend_from_slice(&piece);
@@ -36,7 +38,10 @@ impl ValueGen {
         ValueGen { pool, pos: 0 }
     }
 
+    /// The next `len` bytes of the pool (wrapping to its start like db_bench); `len`
+    /// is clamped to the pool size given by `new`.
     pub fn next(&mut self, len: usize) -> &[u8] {
+        let len = len.min(self.pool.len());
         if self.pos + len > self.pool.len() {
             self.pos = 0;
         }
@@ -81,8 +86,17 @@ mod tests {
 
     #[test]
     fn values_compress_to_about_half() {
-        let mut g = ValueGen::new(1);
+        let mut g = ValueGen::new(1, 100);
         let v = g.next(100).to_vec();
         assert_eq!(&v[..50], &v[50..]);
+        assert!(v.iter().all(|b| (b' '..=b'~').contains(b)));
+        // Consecutive values differ, and LZ4 halves a run of them.
+        let many: Vec<u8> = (0..1000).flat_map(|_| g.next(100).to_vec()).collect();
+        assert_ne!(&many[..100], &many[100..200]);
+        let c = lz4_flex::compress(&many).len() as f64 / many.len() as f64;
+        assert!((0.45..0.65).contains(&c), "compressed to {c}");
+        // Values larger than the default pool still work.
+        let mut big = ValueGen::new(2, 3 << 20);
+        assert_eq!(big.next(3 << 20).len(), 3 << 20);
     }
 }
