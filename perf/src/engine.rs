@@ -281,11 +281,25 @@ async fn nextdb_suite(args: EngineArgs, reads: u64) -> Result<BTreeMap<String, M
             Ok::<_, String>(h)
         }));
     }
+    // Watchdog: if the phase takes far longer than it should, say where it is stuck.
+    let watch = {
+        let db = db.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(std::time::Duration::from_secs(30)).await;
+                eprintln!(
+                    "overwrite still running after 30 s more:\n{}",
+                    db.debug_state()
+                );
+            }
+        })
+    };
     let mut h = hist();
     for task in tasks {
         let part = task.await?;
         let _ = h.add(&part);
     }
+    drop(watch);
     let total = per * args.sync_writers;
     out.insert(
         "overwrite".into(),
