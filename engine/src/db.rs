@@ -973,6 +973,21 @@ impl<F: FileSystem> Db<F> {
         }
     }
 
+    /// A few lines describing internal state (for diagnosing stalls).
+    pub fn debug_state(&self) -> String {
+        let st = self.st.borrow();
+        format!(
+            "{}\ndb: imm {} l0 {} pending_sync {} bg_error {:?} closing {} background {}",
+            self.log.debug_state(),
+            st.imm.len(),
+            st.version.levels[0].len(),
+            st.pending_sync.len(),
+            st.bg_error,
+            st.closing,
+            self.background_running.get()
+        )
+    }
+
     pub fn stats(&self) -> DbStats {
         let st = self.st.borrow();
         let c = self.counters.borrow();

@@ -486,11 +486,26 @@ async fn nextdb_suite(
                         Ok::<_, String>(h)
                     }));
                 }
+                // Watchdog: if the phase takes far longer than it should, say where
+                // it is stuck.
+                let watch = {
+                    let d = d.clone();
+                    glommio::spawn_local(async move {
+                        loop {
+                            glommio::timer::sleep(std::time::Duration::from_secs(30)).await;
+                            eprintln!(
+                                "overwrite still running after 30 s more:\n{}",
+                                d.debug_state()
+                            );
+                        }
+                    })
+                };
                 for task in tasks {
                     let part = task.await?;
                     h.add(&part)
                         .map_err(|e| format!("merging histograms: {e}"))?;
                 }
+                drop(watch);
                 let total = sync_per_writer * args.sync_writers;
                 Measured::from_hist(total, t.elapsed().as_secs_f64(), &h)
             }

@@ -85,6 +85,28 @@ pub struct Log<F: FileSystem> {
     flushed: Notify,
 }
 
+/// Releases the leader role of a flush whose future was dropped before it finished.
+struct LeaderGuard<'a, F: FileSystem> {
+    log: &'a Log<F>,
+    armed: bool,
+}
+
+impl<F: FileSystem> Drop for LeaderGuard<'_, F> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut i = self.log.inner.borrow_mut();
+        i.flushing = false;
+        if i.writer.is_none() {
+            i.poisoned
+                .get_or_insert_with(|| "a log flush was cancelled mid-write".to_string());
+        }
+        drop(i);
+        self.log.flushed.notify_all();
+    }
+}
+
 /// File name of segment `seq`.
 pub fn segment_name(seq: u64) -> String {
     format!("log-{seq:016}.log")
@@ -250,6 +272,13 @@ impl<F: FileSystem> Log<F> {
     /// `durable`), rotates the segment if it is full, and wakes the waiters.
     async fn lead(&self, durable: bool) -> Result<()> {
         self.inner.borrow_mut().flushing = true;
+        // If this future is dropped mid-flush (a caller cancelled), the guard releases
+        // leadership; if the buffer was already taken, the log is poisoned, since its
+        // records may never reach the disk.
+        let mut guard = LeaderGuard {
+            log: self,
+            armed: true,
+        };
         // Let every other task that is ready in this executor tick append first: one
         // write and one fdatasync then cover all of them.
         futures_lite::future::yield_now().await;
@@ -291,6 +320,7 @@ impl<F: FileSystem> Log<F> {
             }
             Err(e) => Err(e),
         };
+        guard.armed = false;
         let out = {
             let mut i = self.inner.borrow_mut();
             i.flushing = false;
@@ -370,6 +400,25 @@ impl<F: FileSystem> Log<F> {
 
     pub fn stats(&self) -> LogStats {
         self.inner.borrow().stats.clone()
+    }
+
+    /// One line describing the group-commit state (for diagnosing stalls).
+    pub fn debug_state(&self) -> String {
+        let i = self.inner.borrow();
+        format!(
+            "log: last_lsn {} written_lsn {} durable_lsn {} flushing {} pending {} bytes, writer {}, poisoned {:?}",
+            i.last_lsn,
+            i.written_lsn,
+            i.durable_lsn,
+            i.flushing,
+            i.pending.len(),
+            if i.writer.is_some() {
+                "present"
+            } else {
+                "taken"
+            },
+            i.poisoned
+        )
     }
 
     pub fn dir(&self) -> &Path {

@@ -224,3 +224,27 @@ fn failed_fsync_poisons_the_log() {
     })
     .unwrap();
 }
+
+#[test]
+fn cancelled_leader_releases_the_flush() {
+    run_local(async {
+        let fs = SimFs::new(8);
+        let log = Log::open(fs.clone(), Path::new("/l8"), &cfg(), |_| Ok(()))
+            .await
+            .unwrap();
+        let l = log.append(0, 1, 0, b"x").unwrap();
+        {
+            // Poll the sync once (the leader yields before taking the buffer), then drop.
+            let mut fut = std::pin::pin!(log.sync(l));
+            let waker =
+                futures_lite::future::poll_fn(|cx| std::task::Poll::Ready(cx.waker().clone()))
+                    .await;
+            let mut cx = std::task::Context::from_waker(&waker);
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+        }
+        // Another task can lead now, and the record is still written.
+        log.sync(l).await.unwrap();
+        assert_eq!(log.durable_lsn(), l);
+    })
+    .unwrap();
+}
