@@ -84,10 +84,19 @@ pub fn machine() -> Value {
             .and_then(|l| l.split_once(':'))
             .map(|(_, v)| v.trim().to_string())
     });
+    let mem_total_bytes = read_trimmed("/proc/meminfo").and_then(|s| {
+        let kb = s.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+        kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
+    });
+    // A shared machine: the load when the run started says how quiet it was.
+    let loadavg = read_trimmed("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     json!({
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "kernel": read_trimmed("/proc/sys/kernel/osrelease"),
         "cpu_model": cpu_model,
+        "mem_total_bytes": mem_total_bytes.map(|k| k * 1024),
+        "loadavg_at_end": loadavg,
     })
 }
 
