@@ -137,27 +137,18 @@ async fn nextdb_suite(args: EngineArgs, reads: u64) -> Result<BTreeMap<String, M
     let base = args.dir.join("nextdb");
     let mut vg = ValueGen::new(args.seed);
     let mut kbuf = Vec::new();
-    let unsynced = WriteOptions::default();
 
     // fillseq on a fresh database.
     let d1 = base.join("seq");
     fresh_dir(&d1)?;
     let db = open(&d1, &args).await?;
-    let mut h = hist();
-    let t = Instant::now();
-    for i in 0..args.num {
-        key(i, args.key_size, &mut kbuf);
-        let v = vg.next(args.value_size);
-        let t0 = Instant::now();
-        db.put(&kbuf, v, &unsynced)
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = h.record(t0.elapsed().as_nanos() as u64);
-    }
-    out.insert(
-        "fillseq".into(),
-        Measured::from_hist(args.num, t.elapsed().as_secs_f64(), &h),
-    );
+    let mut seq = 0u64;
+    let m = fill(&db, &args, &mut vg, || {
+        seq += 1;
+        seq - 1
+    })
+    .await?;
+    out.insert("fillseq".into(), m);
     report_line("fillseq", &out["fillseq"]);
     db.close().await.map_err(|e| e.to_string())?;
     drop(db);
@@ -168,21 +159,8 @@ async fn nextdb_suite(args: EngineArgs, reads: u64) -> Result<BTreeMap<String, M
     fresh_dir(&d2)?;
     let db = open(&d2, &args).await?;
     let mut rng = Rng::new(args.seed);
-    let mut h = hist();
-    let t = Instant::now();
-    for _ in 0..args.num {
-        key(rng.below(args.num), args.key_size, &mut kbuf);
-        let v = vg.next(args.value_size);
-        let t0 = Instant::now();
-        db.put(&kbuf, v, &unsynced)
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = h.record(t0.elapsed().as_nanos() as u64);
-    }
-    out.insert(
-        "fillrandom".into(),
-        Measured::from_hist(args.num, t.elapsed().as_secs_f64(), &h),
-    );
+    let m = fill(&db, &args, &mut vg, || rng.below(args.num)).await?;
+    out.insert("fillrandom".into(), m);
     report_line("fillrandom", &out["fillrandom"]);
 
     // readseq: one iterator over everything.
@@ -311,6 +289,29 @@ async fn nextdb_suite(args: EngineArgs, reads: u64) -> Result<BTreeMap<String, M
     drop(db);
     let _ = std::fs::remove_dir_all(&base);
     Ok(out)
+}
+
+/// Puts `args.num` keys (numbers from `next_key`) without sync, timing each put.
+async fn fill(
+    db: &Db<DmaFs>,
+    args: &EngineArgs,
+    vg: &mut ValueGen,
+    mut next_key: impl FnMut() -> u64,
+) -> Result<Measured, String> {
+    let unsynced = WriteOptions::default();
+    let mut kbuf = Vec::new();
+    let mut h = hist();
+    let t = Instant::now();
+    for _ in 0..args.num {
+        key(next_key(), args.key_size, &mut kbuf);
+        let v = vg.next(args.value_size);
+        let t0 = Instant::now();
+        db.put(&kbuf, v, &unsynced)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = h.record(t0.elapsed().as_nanos() as u64);
+    }
+    Ok(Measured::from_hist(args.num, t.elapsed().as_secs_f64(), &h))
 }
 
 fn report_line(name: &str, m: &Measured) {
