@@ -943,17 +943,13 @@ impl<F: FileSystem> Db<F> {
                 eprintln!("  {src}: ts {} kind {:?}", keys::timestamp(k), v.first());
             }
         };
-        let mut it = mem.iter();
-        it.seek(&keys::internal_key(key, keys::MAX_TS));
-        while it.valid() && keys::user_key(it.key()) == key {
-            dump("mem", it.key(), it.value());
-            it.next();
-        }
-        for (i, m) in imm.iter().enumerate() {
+        for (name, m) in std::iter::once(("mem".to_string(), &mem))
+            .chain(imm.iter().enumerate().map(|(i, m)| (format!("imm{i}"), m)))
+        {
             let mut it = m.iter();
             it.seek(&keys::internal_key(key, keys::MAX_TS));
             while it.valid() && keys::user_key(it.key()) == key {
-                dump(&format!("imm{i}"), it.key(), it.value());
+                dump(&name, it.key(), it.value());
                 it.next();
             }
         }
