@@ -110,6 +110,13 @@ struct State<F: FileSystem> {
     value_buf: Vec<u8>,
 }
 
+/// A live value with its expiry (milliseconds since the Unix epoch), if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub value: Vec<u8>,
+    pub expires_at_ms: Option<u64>,
+}
+
 /// A consistent read point. Versions it can see are kept by compaction until it drops.
 pub struct Snapshot {
     ts: u64,
@@ -439,8 +446,40 @@ impl<F: FileSystem> Db<F> {
         self.get_at(key, None).await
     }
 
+    /// The timestamp of the newest write, durable or not. A read-modify-write reads at
+    /// this timestamp: its own write is logged after every write it can see, so it is
+    /// acknowledged only once they are durable too (a failed fsync poisons the log).
+    pub fn written_ts(&self) -> u64 {
+        self.st.borrow().last_ts
+    }
+
+    /// Reads `key` as of `read_ts` (or the latest visible state) with its expiry in
+    /// milliseconds since the Unix epoch, if it has one.
+    pub async fn get_entry(&self, key: &[u8], read_ts: Option<u64>) -> Result<Option<Entry>> {
+        self.get_mapped(key, read_ts, |raw, now| {
+            keys::decode_value(raw)
+                .filter(|v| !v.is_dead(now))
+                .map(|v| Entry {
+                    value: v.value.to_vec(),
+                    expires_at_ms: v.expires_at_ms,
+                })
+        })
+        .await
+    }
+
     /// Reads `key` as of `read_ts` (a snapshot's timestamp), or the latest if None.
     pub async fn get_at(&self, key: &[u8], read_ts: Option<u64>) -> Result<Option<Vec<u8>>> {
+        self.get_mapped(key, read_ts, live_value).await
+    }
+
+    /// Finds the newest version of `key` visible at `read_ts` and maps its stored form
+    /// (kind, expiry, value) with `map` while it is borrowed from the memtable or block.
+    async fn get_mapped<T>(
+        &self,
+        key: &[u8],
+        read_ts: Option<u64>,
+        map: impl Fn(&[u8], u64) -> Option<T>,
+    ) -> Result<Option<T>> {
         // Reads served from memory never wait: let the scheduler run background work.
         glommio::yield_if_needed().await;
         let now = keys::now_ms();
@@ -451,11 +490,11 @@ impl<F: FileSystem> Db<F> {
                 None => self.visible_ts(&mut st),
             };
             if let Some((_, v)) = st.mem.get(key, ts) {
-                return Ok(live_value(v, now));
+                return Ok(map(v, now));
             }
             for m in st.imm.iter().rev() {
                 if let Some((_, v)) = m.get(key, ts) {
-                    return Ok(live_value(v, now));
+                    return Ok(map(v, now));
                 }
             }
             (st.version.clone(), ts)
@@ -468,7 +507,7 @@ impl<F: FileSystem> Db<F> {
             if let Some((ik, v)) = f.table.get(&seek).await?
                 && keys::user_key(&ik) == key
             {
-                return Ok(live_value(&v, now));
+                return Ok(map(&v, now));
             }
         }
         for level in 1..NUM_LEVELS {
@@ -476,7 +515,7 @@ impl<F: FileSystem> Db<F> {
                 && let Some((ik, v)) = f.table.get(&seek).await?
                 && keys::user_key(&ik) == key
             {
-                return Ok(live_value(&v, now));
+                return Ok(map(&v, now));
             }
         }
         Ok(None)

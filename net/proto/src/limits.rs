@@ -1,0 +1,34 @@
+//! Every limit of the native protocol, in one place. The server may lower them by
+//! configuration; it never accepts more than these.
+
+/// Protocol versions this build speaks (inclusive).
+pub const MIN_VERSION: u16 = 1;
+pub const MAX_VERSION: u16 = 1;
+
+/// The four bytes that open a HELLO body.
+pub const MAGIC: [u8; 4] = *b"NXDB";
+
+/// Largest frame (header after the length field, plus body) either side accepts.
+pub const MAX_FRAME_BYTES: usize = 32 << 20;
+
+/// Largest key and value (the storage engine's own limits).
+pub const MAX_KEY_BYTES: usize = 64 * 1024;
+pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most operations in one BATCH.
+pub const MAX_BATCH_OPS: usize = 10_000;
+
+/// Most entries and bytes (keys + values) one SCAN page returns.
+pub const MAX_SCAN_LIMIT: u32 = 10_000;
+pub const MAX_SCAN_BYTES: usize = 4 << 20;
+
+/// Longest string field (names, messages, SCRAM messages).
+pub const MAX_STRING_BYTES: usize = 4096;
+
+/// Longest TTL (about 100 years), so expiry arithmetic never overflows.
+pub const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// PBKDF2 iterations for new SCRAM verifiers (RFC 7677 asks for at least 4096).
+pub const SCRAM_ITERATIONS: u32 = 4096;
+/// Fewest iterations a client accepts from a server.
+pub const SCRAM_MIN_ITERATIONS: u32 = 4096;

@@ -1,0 +1,797 @@
+//! Requests and responses of protocol v1 and their bodies. `docs/protocol.md` gives the
+//! same layouts in tables; keep the two in step.
+
+use crate::error::{ErrorCode, ProtoError};
+use crate::frame::{self, STATUS_ERROR, STATUS_OK};
+use crate::limits::{
+    MAGIC, MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_SCAN_LIMIT, MAX_STRING_BYTES, MAX_TTL_MS,
+    MAX_VALUE_BYTES,
+};
+use crate::wire::{Reader, Writer};
+
+/// Opcodes (byte 4 of a frame).
+pub mod op {
+    pub const HELLO: u8 = 0x01;
+    pub const AUTH: u8 = 0x02;
+    pub const PING: u8 = 0x10;
+    pub const STATS: u8 = 0x11;
+    pub const GET: u8 = 0x20;
+    pub const PUT: u8 = 0x21;
+    pub const DELETE: u8 = 0x22;
+    pub const SCAN: u8 = 0x23;
+    pub const BATCH: u8 = 0x24;
+    pub const CAS: u8 = 0x25;
+    pub const INCR: u8 = 0x26;
+    pub const EXPIRE: u8 = 0x27;
+    pub const TTL: u8 = 0x28;
+}
+
+/// Flags of a BATCH request.
+pub const BATCH_FLAG_ATOMIC: u8 = 0x01;
+
+/// The first frame a client sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub min_version: u16,
+    pub max_version: u16,
+    pub client_name: String,
+    /// `SCRAM-SHA-256`, or `NONE` for a server started with `--insecure`.
+    pub mechanism: String,
+    /// SCRAM client-first-message; empty for `NONE`.
+    pub auth_data: Vec<u8>,
+}
+
+/// The server's answer to HELLO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelloOk {
+    pub version: u16,
+    pub server_name: String,
+    /// The shard (core) serving this connection, the node's shard count and slot count.
+    pub shard: u16,
+    pub shards: u16,
+    pub slots: u32,
+    /// True when no AUTH step follows (mechanism `NONE` on an insecure server).
+    pub authenticated: bool,
+    /// SCRAM server-first-message; empty when authenticated.
+    pub auth_data: Vec<u8>,
+}
+
+/// One operation of a BATCH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOp {
+    Get {
+        key: Vec<u8>,
+    },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+}
+
+impl BatchOp {
+    pub fn key(&self) -> &[u8] {
+        match self {
+            BatchOp::Get { key } | BatchOp::Put { key, .. } | BatchOp::Delete { key } => key,
+        }
+    }
+}
+
+/// The result of one BATCH operation, in request order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchResult {
+    /// A GET's value (None: absent).
+    Value(Option<Vec<u8>>),
+    /// A PUT or DELETE applied.
+    Done,
+}
+
+/// A key's time to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlState {
+    Missing,
+    Persistent,
+    ExpiresIn(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Hello(Hello),
+    Auth {
+        data: Vec<u8>,
+    },
+    Ping {
+        payload: Vec<u8>,
+    },
+    Stats,
+    Get {
+        key: Vec<u8>,
+    },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+    /// Keys in `[start, end)` in key order; `token` resumes after a previous page.
+    Scan {
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+        limit: u32,
+        token: Vec<u8>,
+    },
+    Batch {
+        atomic: bool,
+        ops: Vec<BatchOp>,
+    },
+    /// Sets `key` to `new` (None: deletes it) if its value equals `expected` (None:
+    /// absent).
+    Cas {
+        key: Vec<u8>,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+        ttl_ms: Option<u64>,
+    },
+    Incr {
+        key: Vec<u8>,
+        delta: i64,
+    },
+    /// Sets a key's TTL; None removes it.
+    Expire {
+        key: Vec<u8>,
+        ttl_ms: Option<u64>,
+    },
+    Ttl {
+        key: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    HelloOk(HelloOk),
+    AuthOk {
+        data: Vec<u8>,
+    },
+    Pong {
+        payload: Vec<u8>,
+    },
+    Stats {
+        json: String,
+    },
+    /// GET.
+    Value(Option<Vec<u8>>),
+    /// PUT, DELETE.
+    Done,
+    Scan {
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+        /// Empty when the range is exhausted.
+        token: Vec<u8>,
+    },
+    Batch(Vec<BatchResult>),
+    Cas {
+        swapped: bool,
+        current: Option<Vec<u8>>,
+    },
+    /// INCR's new value.
+    Int(i64),
+    /// EXPIRE: whether the key existed.
+    Found(bool),
+    Ttl(TtlState),
+    Error {
+        code: u16,
+        message: String,
+    },
+}
+
+fn ttl_field(ttl: Option<u64>) -> u64 {
+    ttl.unwrap_or(0)
+}
+
+fn read_ttl(r: &mut Reader<'_>) -> Result<Option<u64>, ProtoError> {
+    let t = r.u64("ttl_ms")?;
+    if t > MAX_TTL_MS {
+        return Err(ProtoError::BadValue {
+            what: "ttl_ms",
+            value: t,
+        });
+    }
+    Ok((t != 0).then_some(t))
+}
+
+fn read_bool(r: &mut Reader<'_>, what: &'static str) -> Result<bool, ProtoError> {
+    match r.u8(what)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        v => Err(ProtoError::BadValue {
+            what,
+            value: v as u64,
+        }),
+    }
+}
+
+fn write_opt(w: &mut Writer<'_>, v: Option<&[u8]>) {
+    match v {
+        Some(v) => {
+            w.u8(1);
+            w.bytes(v);
+        }
+        None => w.u8(0),
+    }
+}
+
+fn read_opt(
+    r: &mut Reader<'_>,
+    what: &'static str,
+    max: usize,
+) -> Result<Option<Vec<u8>>, ProtoError> {
+    Ok(if read_bool(r, what)? {
+        Some(r.bytes(what, max)?.to_vec())
+    } else {
+        None
+    })
+}
+
+fn key(r: &mut Reader<'_>) -> Result<Vec<u8>, ProtoError> {
+    Ok(r.bytes("key", MAX_KEY_BYTES)?.to_vec())
+}
+
+fn value(r: &mut Reader<'_>) -> Result<Vec<u8>, ProtoError> {
+    Ok(r.bytes("value", MAX_VALUE_BYTES)?.to_vec())
+}
+
+impl Request {
+    pub fn opcode(&self) -> u8 {
+        match self {
+            Request::Hello(_) => op::HELLO,
+            Request::Auth { .. } => op::AUTH,
+            Request::Ping { .. } => op::PING,
+            Request::Stats => op::STATS,
+            Request::Get { .. } => op::GET,
+            Request::Put { .. } => op::PUT,
+            Request::Delete { .. } => op::DELETE,
+            Request::Scan { .. } => op::SCAN,
+            Request::Batch { .. } => op::BATCH,
+            Request::Cas { .. } => op::CAS,
+            Request::Incr { .. } => op::INCR,
+            Request::Expire { .. } => op::EXPIRE,
+            Request::Ttl { .. } => op::TTL,
+        }
+    }
+
+    /// Whether sending the request twice has the same effect as once (safe to retry
+    /// after a lost connection).
+    pub fn is_idempotent(&self) -> bool {
+        !matches!(
+            self,
+            Request::Incr { .. } | Request::Cas { .. } | Request::Hello(_) | Request::Auth { .. }
+        )
+    }
+
+    /// Appends the whole frame (length field included) to `out`.
+    pub fn encode(&self, request_id: u32, out: &mut Vec<u8>) {
+        let flags = match self {
+            Request::Batch { atomic: true, .. } => BATCH_FLAG_ATOMIC,
+            _ => 0,
+        };
+        let start = frame::begin_frame(out, self.opcode(), flags, request_id);
+        let mut w = Writer::new(out);
+        match self {
+            Request::Hello(h) => {
+                w.buf.extend_from_slice(&MAGIC);
+                w.u16(h.min_version);
+                w.u16(h.max_version);
+                w.str(&h.client_name);
+                w.str(&h.mechanism);
+                w.bytes(&h.auth_data);
+            }
+            Request::Auth { data } => w.bytes(data),
+            Request::Ping { payload } => w.bytes(payload),
+            Request::Stats => {}
+            Request::Get { key } | Request::Delete { key } | Request::Ttl { key } => w.bytes(key),
+            Request::Put { key, value, ttl_ms } => {
+                w.bytes(key);
+                w.bytes(value);
+                w.u64(ttl_field(*ttl_ms));
+            }
+            Request::Scan {
+                start,
+                end,
+                limit,
+                token,
+            } => {
+                w.bytes(start);
+                write_opt(&mut w, end.as_deref());
+                w.u32(*limit);
+                w.bytes(token);
+            }
+            Request::Batch { ops, .. } => {
+                w.u32(ops.len() as u32);
+                for o in ops {
+                    match o {
+                        BatchOp::Get { key } => {
+                            w.u8(op::GET);
+                            w.bytes(key);
+                        }
+                        BatchOp::Put { key, value, ttl_ms } => {
+                            w.u8(op::PUT);
+                            w.bytes(key);
+                            w.bytes(value);
+                            w.u64(ttl_field(*ttl_ms));
+                        }
+                        BatchOp::Delete { key } => {
+                            w.u8(op::DELETE);
+                            w.bytes(key);
+                        }
+                    }
+                }
+            }
+            Request::Cas {
+                key,
+                expected,
+                new,
+                ttl_ms,
+            } => {
+                w.bytes(key);
+                write_opt(&mut w, expected.as_deref());
+                write_opt(&mut w, new.as_deref());
+                w.u64(ttl_field(*ttl_ms));
+            }
+            Request::Incr { key, delta } => {
+                w.bytes(key);
+                w.i64(*delta);
+            }
+            Request::Expire { key, ttl_ms } => {
+                w.bytes(key);
+                w.u64(ttl_field(*ttl_ms));
+            }
+        }
+        frame::end_frame(out, start);
+    }
+
+    /// Decodes a request body. Unknown opcodes are `ProtoError::UnknownOp`.
+    pub fn decode(opcode: u8, flags: u8, body: &[u8]) -> Result<Request, ProtoError> {
+        let mut r = Reader::new(body);
+        let req = match opcode {
+            op::HELLO => {
+                let magic = r.u32("magic")?;
+                if magic.to_le_bytes() != MAGIC {
+                    return Err(ProtoError::BadMagic);
+                }
+                Request::Hello(Hello {
+                    min_version: r.u16("min_version")?,
+                    max_version: r.u16("max_version")?,
+                    client_name: r.str("client_name")?.to_owned(),
+                    mechanism: r.str("mechanism")?.to_owned(),
+                    auth_data: r.bytes("auth_data", MAX_STRING_BYTES)?.to_vec(),
+                })
+            }
+            op::AUTH => Request::Auth {
+                data: r.bytes("auth_data", MAX_STRING_BYTES)?.to_vec(),
+            },
+            op::PING => Request::Ping {
+                payload: r.bytes("payload", MAX_STRING_BYTES)?.to_vec(),
+            },
+            op::STATS => Request::Stats,
+            op::GET => Request::Get { key: key(&mut r)? },
+            op::DELETE => Request::Delete { key: key(&mut r)? },
+            op::TTL => Request::Ttl { key: key(&mut r)? },
+            op::PUT => Request::Put {
+                key: key(&mut r)?,
+                value: value(&mut r)?,
+                ttl_ms: read_ttl(&mut r)?,
+            },
+            op::SCAN => {
+                let start = key(&mut r)?;
+                let end = read_opt(&mut r, "end", MAX_KEY_BYTES)?;
+                let limit = r.u32("limit")?;
+                if limit == 0 || limit > MAX_SCAN_LIMIT {
+                    return Err(ProtoError::BadValue {
+                        what: "limit",
+                        value: limit as u64,
+                    });
+                }
+                let token = r.bytes("token", MAX_KEY_BYTES + 16)?.to_vec();
+                Request::Scan {
+                    start,
+                    end,
+                    limit,
+                    token,
+                }
+            }
+            op::BATCH => {
+                let n = r.u32("op count")? as usize;
+                if n > MAX_BATCH_OPS {
+                    return Err(ProtoError::TooLong {
+                        what: "batch",
+                        len: n,
+                        max: MAX_BATCH_OPS,
+                    });
+                }
+                let mut ops = Vec::with_capacity(n.min(r.remaining() / 5));
+                for _ in 0..n {
+                    let kind = r.u8("batch op")?;
+                    ops.push(match kind {
+                        op::GET => BatchOp::Get { key: key(&mut r)? },
+                        op::PUT => BatchOp::Put {
+                            key: key(&mut r)?,
+                            value: value(&mut r)?,
+                            ttl_ms: read_ttl(&mut r)?,
+                        },
+                        op::DELETE => BatchOp::Delete { key: key(&mut r)? },
+                        k => {
+                            return Err(ProtoError::BadValue {
+                                what: "batch op",
+                                value: k as u64,
+                            });
+                        }
+                    });
+                }
+                Request::Batch {
+                    atomic: flags & BATCH_FLAG_ATOMIC != 0,
+                    ops,
+                }
+            }
+            op::CAS => Request::Cas {
+                key: key(&mut r)?,
+                expected: read_opt(&mut r, "expected", MAX_VALUE_BYTES)?,
+                new: read_opt(&mut r, "new", MAX_VALUE_BYTES)?,
+                ttl_ms: read_ttl(&mut r)?,
+            },
+            op::INCR => Request::Incr {
+                key: key(&mut r)?,
+                delta: r.i64("delta")?,
+            },
+            op::EXPIRE => Request::Expire {
+                key: key(&mut r)?,
+                ttl_ms: read_ttl(&mut r)?,
+            },
+            other => return Err(ProtoError::UnknownOp(other)),
+        };
+        r.finish()?;
+        Ok(req)
+    }
+}
+
+impl Response {
+    /// Builds an error response.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+        let mut message = message.into();
+        if message.len() > MAX_STRING_BYTES {
+            let mut cut = MAX_STRING_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        Response::Error {
+            code: code as u16,
+            message,
+        }
+    }
+
+    /// Appends the whole frame answering request `request_id` (opcode `opcode`).
+    pub fn encode(&self, opcode: u8, request_id: u32, out: &mut Vec<u8>) {
+        let status = if matches!(self, Response::Error { .. }) {
+            STATUS_ERROR
+        } else {
+            STATUS_OK
+        };
+        let start = frame::begin_frame(out, opcode, status, request_id);
+        let mut w = Writer::new(out);
+        match self {
+            Response::HelloOk(h) => {
+                w.u16(h.version);
+                w.str(&h.server_name);
+                w.u16(h.shard);
+                w.u16(h.shards);
+                w.u32(h.slots);
+                w.u8(h.authenticated as u8);
+                w.bytes(&h.auth_data);
+            }
+            Response::AuthOk { data } => w.bytes(data),
+            Response::Pong { payload } => w.bytes(payload),
+            Response::Stats { json } => {
+                // STATS may exceed MAX_STRING_BYTES: a plain bytes field.
+                w.bytes(json.as_bytes());
+            }
+            Response::Value(v) => write_opt(&mut w, v.as_deref()),
+            Response::Done => {}
+            Response::Scan { entries, token } => {
+                w.u32(entries.len() as u32);
+                for (k, v) in entries {
+                    w.bytes(k);
+                    w.bytes(v);
+                }
+                w.bytes(token);
+            }
+            Response::Batch(results) => {
+                w.u32(results.len() as u32);
+                for res in results {
+                    match res {
+                        BatchResult::Value(v) => {
+                            w.u8(op::GET);
+                            write_opt(&mut w, v.as_deref());
+                        }
+                        BatchResult::Done => w.u8(op::PUT),
+                    }
+                }
+            }
+            Response::Cas { swapped, current } => {
+                w.u8(*swapped as u8);
+                write_opt(&mut w, current.as_deref());
+            }
+            Response::Int(v) => w.i64(*v),
+            Response::Found(f) => w.u8(*f as u8),
+            Response::Ttl(t) => match t {
+                TtlState::Missing => w.u8(0),
+                TtlState::Persistent => w.u8(1),
+                TtlState::ExpiresIn(ms) => {
+                    w.u8(2);
+                    w.u64(*ms);
+                }
+            },
+            Response::Error { code, message } => {
+                w.u16(*code);
+                w.str(message);
+            }
+        }
+        frame::end_frame(out, start);
+    }
+
+    /// Decodes a response body, given the opcode and status of its frame.
+    pub fn decode(opcode: u8, status: u8, body: &[u8]) -> Result<Response, ProtoError> {
+        let mut r = Reader::new(body);
+        if status == STATUS_ERROR {
+            let code = r.u16("error code")?;
+            let message = r.str("error message")?.to_owned();
+            r.finish()?;
+            return Ok(Response::Error { code, message });
+        }
+        if status != STATUS_OK {
+            return Err(ProtoError::BadValue {
+                what: "status",
+                value: status as u64,
+            });
+        }
+        let resp = match opcode {
+            op::HELLO => Response::HelloOk(HelloOk {
+                version: r.u16("version")?,
+                server_name: r.str("server_name")?.to_owned(),
+                shard: r.u16("shard")?,
+                shards: r.u16("shards")?,
+                slots: r.u32("slots")?,
+                authenticated: read_bool(&mut r, "authenticated")?,
+                auth_data: r.bytes("auth_data", MAX_STRING_BYTES)?.to_vec(),
+            }),
+            op::AUTH => Response::AuthOk {
+                data: r.bytes("auth_data", MAX_STRING_BYTES)?.to_vec(),
+            },
+            op::PING => Response::Pong {
+                payload: r.bytes("payload", MAX_STRING_BYTES)?.to_vec(),
+            },
+            op::STATS => {
+                let b = r.bytes("stats", usize::MAX)?;
+                Response::Stats {
+                    json: String::from_utf8(b.to_vec())
+                        .map_err(|_| ProtoError::BadUtf8("stats"))?,
+                }
+            }
+            op::GET => Response::Value(read_opt(&mut r, "value", MAX_VALUE_BYTES)?),
+            op::PUT | op::DELETE => Response::Done,
+            op::SCAN => {
+                let n = r.u32("entry count")? as usize;
+                let mut entries = Vec::with_capacity(n.min(r.remaining() / 8));
+                for _ in 0..n {
+                    let k = r.bytes("key", MAX_KEY_BYTES)?.to_vec();
+                    let v = r.bytes("value", MAX_VALUE_BYTES)?.to_vec();
+                    entries.push((k, v));
+                }
+                let token = r.bytes("token", MAX_KEY_BYTES + 16)?.to_vec();
+                Response::Scan { entries, token }
+            }
+            op::BATCH => {
+                let n = r.u32("result count")? as usize;
+                let mut out = Vec::with_capacity(n.min(r.remaining()));
+                for _ in 0..n {
+                    match r.u8("result kind")? {
+                        op::GET => out.push(BatchResult::Value(read_opt(
+                            &mut r,
+                            "value",
+                            MAX_VALUE_BYTES,
+                        )?)),
+                        op::PUT => out.push(BatchResult::Done),
+                        k => {
+                            return Err(ProtoError::BadValue {
+                                what: "result kind",
+                                value: k as u64,
+                            });
+                        }
+                    }
+                }
+                Response::Batch(out)
+            }
+            op::CAS => Response::Cas {
+                swapped: read_bool(&mut r, "swapped")?,
+                current: read_opt(&mut r, "current", MAX_VALUE_BYTES)?,
+            },
+            op::INCR => Response::Int(r.i64("value")?),
+            op::EXPIRE => Response::Found(read_bool(&mut r, "found")?),
+            op::TTL => Response::Ttl(match r.u8("ttl state")? {
+                0 => TtlState::Missing,
+                1 => TtlState::Persistent,
+                2 => TtlState::ExpiresIn(r.u64("ttl_ms")?),
+                v => {
+                    return Err(ProtoError::BadValue {
+                        what: "ttl state",
+                        value: v as u64,
+                    });
+                }
+            }),
+            other => return Err(ProtoError::UnknownOp(other)),
+        };
+        r.finish()?;
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{HEADER_BYTES, decode_header};
+    use proptest::prelude::*;
+
+    fn round_trip_req(req: Request) {
+        let mut b = Vec::new();
+        req.encode(9, &mut b);
+        let h = decode_header(&b, usize::MAX).unwrap().unwrap();
+        assert_eq!(h.total, b.len());
+        assert_eq!(h.request_id, 9);
+        let back = Request::decode(h.opcode, h.flags, &b[HEADER_BYTES..]).unwrap();
+        assert_eq!(back, req);
+    }
+
+    fn round_trip_resp(op: u8, resp: Response) {
+        let mut b = Vec::new();
+        resp.encode(op, 3, &mut b);
+        let h = decode_header(&b, usize::MAX).unwrap().unwrap();
+        let back = Response::decode(h.opcode, h.flags, &b[HEADER_BYTES..]).unwrap();
+        assert_eq!(back, resp);
+    }
+
+    #[test]
+    fn every_request_round_trips() {
+        round_trip_req(Request::Hello(Hello {
+            min_version: 1,
+            max_version: 3,
+            client_name: "t".into(),
+            mechanism: "SCRAM-SHA-256".into(),
+            auth_data: b"n,,n=a,r=x".to_vec(),
+        }));
+        round_trip_req(Request::Auth {
+            data: b"c=biws".to_vec(),
+        });
+        round_trip_req(Request::Ping {
+            payload: b"p".to_vec(),
+        });
+        round_trip_req(Request::Stats);
+        round_trip_req(Request::Get { key: b"k".to_vec() });
+        round_trip_req(Request::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ttl_ms: Some(5),
+        });
+        round_trip_req(Request::Delete { key: b"k".to_vec() });
+        round_trip_req(Request::Scan {
+            start: b"a".to_vec(),
+            end: Some(b"z".to_vec()),
+            limit: 10,
+            token: b"t".to_vec(),
+        });
+        round_trip_req(Request::Batch {
+            atomic: true,
+            ops: vec![
+                BatchOp::Get { key: b"a".to_vec() },
+                BatchOp::Put {
+                    key: b"b".to_vec(),
+                    value: b"c".to_vec(),
+                    ttl_ms: None,
+                },
+                BatchOp::Delete { key: b"d".to_vec() },
+            ],
+        });
+        round_trip_req(Request::Cas {
+            key: b"k".to_vec(),
+            expected: None,
+            new: Some(b"n".to_vec()),
+            ttl_ms: None,
+        });
+        round_trip_req(Request::Incr {
+            key: b"k".to_vec(),
+            delta: -4,
+        });
+        round_trip_req(Request::Expire {
+            key: b"k".to_vec(),
+            ttl_ms: None,
+        });
+        round_trip_req(Request::Ttl { key: b"k".to_vec() });
+    }
+
+    #[test]
+    fn every_response_round_trips() {
+        round_trip_resp(
+            op::HELLO,
+            Response::HelloOk(HelloOk {
+                version: 1,
+                server_name: "nextdb".into(),
+                shard: 1,
+                shards: 2,
+                slots: 16384,
+                authenticated: false,
+                auth_data: b"r=abc".to_vec(),
+            }),
+        );
+        round_trip_resp(
+            op::AUTH,
+            Response::AuthOk {
+                data: b"v=x".to_vec(),
+            },
+        );
+        round_trip_resp(op::PING, Response::Pong { payload: vec![] });
+        round_trip_resp(op::STATS, Response::Stats { json: "{}".into() });
+        round_trip_resp(op::GET, Response::Value(None));
+        round_trip_resp(op::GET, Response::Value(Some(b"v".to_vec())));
+        round_trip_resp(op::PUT, Response::Done);
+        round_trip_resp(
+            op::SCAN,
+            Response::Scan {
+                entries: vec![(b"a".to_vec(), b"1".to_vec())],
+                token: vec![],
+            },
+        );
+        round_trip_resp(
+            op::BATCH,
+            Response::Batch(vec![BatchResult::Value(None), BatchResult::Done]),
+        );
+        round_trip_resp(
+            op::CAS,
+            Response::Cas {
+                swapped: false,
+                current: Some(b"x".to_vec()),
+            },
+        );
+        round_trip_resp(op::INCR, Response::Int(-7));
+        round_trip_resp(op::EXPIRE, Response::Found(true));
+        round_trip_resp(op::TTL, Response::Ttl(TtlState::ExpiresIn(99)));
+        round_trip_resp(op::TTL, Response::Ttl(TtlState::Missing));
+        round_trip_resp(op::GET, Response::error(ErrorCode::Busy, "later"));
+    }
+
+    #[test]
+    fn bad_bodies_are_errors() {
+        assert_eq!(
+            Request::decode(0x7f, 0, &[]),
+            Err(ProtoError::UnknownOp(0x7f))
+        );
+        assert!(Request::decode(op::GET, 0, &[5, 0, 0, 0, b'a']).is_err());
+        assert!(Request::decode(op::GET, 0, &[1, 0, 0, 0, b'a', 0]).is_err());
+        let huge = ((MAX_KEY_BYTES + 1) as u32).to_le_bytes();
+        assert!(matches!(
+            Request::decode(op::GET, 0, &huge),
+            Err(ProtoError::TooLong { .. })
+        ));
+        assert!(Request::decode(op::HELLO, 0, b"XXXX").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(opcode in any::<u8>(), flags in any::<u8>(), body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Request::decode(opcode, flags, &body);
+            let _ = Response::decode(opcode, flags & 1, &body);
+        }
+    }
+}
