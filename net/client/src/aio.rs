@@ -1,0 +1,456 @@
+//! The async client on tokio (feature `async`). Same behaviour as the blocking one:
+//! the protocol logic lives in the shared sans-IO `session` module, the retry policy
+//! in `retry`; this module only moves bytes and enforces timeouts with
+//! `tokio::time::timeout`.
+//!
+//! It needs a tokio runtime with the I/O and time drivers enabled
+//! (`Builder::enable_all`, as `#[tokio::main]` does).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use nextdb_proto::{BatchOp, BatchResult, HelloOk, Request, Response, TtlState};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::time::{Instant, timeout, timeout_at};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::ops::{self, CasResult, ScanAll, ScanPage};
+use crate::retry;
+use crate::session::{
+    self, Frame, Handshake, IdGen, Pending, ResponseReader, Step, placeholder_hello,
+};
+
+/// One authenticated TCP connection; see [`crate::Connection`] for the semantics.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    reader: ResponseReader,
+    ids: IdGen,
+    wbuf: Vec<u8>,
+    hello_ok: HelloOk,
+    request_timeout: Duration,
+    /// Set while an exchange is in progress and after a failure: a future dropped
+    /// midway (the caller's own timeout or `select!`) leaves a partial frame or a
+    /// stale response on the stream, so the connection must not be reused.
+    broken: bool,
+}
+
+impl Connection {
+    /// Connects to the first address of `cfg.addrs` that accepts and completes the
+    /// handshake.
+    pub async fn connect(cfg: &Config) -> Result<Connection> {
+        Connection::connect_from(cfg, 0).await
+    }
+
+    pub(crate) async fn connect_from(cfg: &Config, first: usize) -> Result<Connection> {
+        if cfg.addrs.is_empty() {
+            return Err(Error::InvalidArgument("no addresses configured".into()));
+        }
+        let n = cfg.addrs.len();
+        let mut last = Error::Closed;
+        for i in 0..n {
+            let addr = &cfg.addrs[(first + i) % n];
+            match Connection::connect_addr(cfg, addr).await {
+                Ok(c) => return Ok(c),
+                Err(e @ (Error::Auth(_) | Error::InvalidArgument(_))) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(addr = %addr, error = %e, "connect failed");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn connect_addr(cfg: &Config, addr: &str) -> Result<Connection> {
+        let resolved = timeout(cfg.connect_timeout, tokio::net::lookup_host(addr))
+            .await
+            .map_err(|_| Error::Timeout)??;
+        let mut last = None;
+        for sa in resolved {
+            let deadline = Instant::now() + cfg.connect_timeout;
+            let stream = match timeout_at(deadline, TcpStream::connect(sa)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    last = Some(Error::Io(e));
+                    continue;
+                }
+                Err(_) => {
+                    last = Some(Error::Timeout);
+                    continue;
+                }
+            };
+            // Requests are small and latency-bound: do not let Nagle hold them back.
+            stream.set_nodelay(true)?;
+            let mut conn = Connection {
+                stream,
+                reader: ResponseReader::default(),
+                ids: IdGen::default(),
+                wbuf: Vec::new(),
+                hello_ok: placeholder_hello(),
+                request_timeout: cfg.request_timeout,
+                broken: true,
+            };
+            conn.hello_ok = timeout_at(deadline, conn.handshake(cfg))
+                .await
+                .map_err(|_| Error::Timeout)??;
+            conn.broken = false;
+            tracing::debug!(addr = %sa, server = %conn.hello_ok.server_name, "connected");
+            return Ok(conn);
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{addr} resolves to no address"),
+            ))
+        }))
+    }
+
+    async fn handshake(&mut self, cfg: &Config) -> Result<HelloOk> {
+        let (mut hs, hello) = Handshake::start(cfg)?;
+        self.stream.write_all(&hello).await?;
+        loop {
+            let f = read_frame(&mut self.stream, &mut self.reader).await?;
+            match hs.step(f)? {
+                Step::Send(bytes) => self.stream.write_all(&bytes).await?,
+                Step::Done(h) => return Ok(h),
+            }
+        }
+    }
+
+    /// The server's answer to HELLO: version, server name, shard layout.
+    pub fn hello_ok(&self) -> &HelloOk {
+        &self.hello_ok
+    }
+
+    /// Whether an earlier failure (or a cancelled request) left this connection
+    /// unusable.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Whether an idle connection still looks usable: not closed by the server and no
+    /// unasked bytes waiting (see the blocking `Connection`). Any byte read here would
+    /// be unsolicited, so consuming it is harmless: the connection is dropped then.
+    fn is_reusable(&self) -> bool {
+        let mut b = [0u8; 1];
+        !self.broken
+            && matches!(self.stream.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// Sends one request and waits for its response; an error response becomes
+    /// `Err(Error::Server)`.
+    pub async fn execute(&mut self, req: &Request) -> Result<Response> {
+        let mut out = self.round_trip(std::slice::from_ref(req)).await?;
+        let resp = out
+            .pop()
+            .ok_or_else(|| Error::UnexpectedResponse("no response".into()))?;
+        session::into_result(resp)
+    }
+
+    /// Sends all `reqs` in one write; responses in request order, errors in place. See
+    /// [`crate::Connection::pipeline`].
+    pub async fn pipeline(&mut self, reqs: &[Request]) -> Result<Vec<Response>> {
+        self.round_trip(reqs).await
+    }
+
+    async fn round_trip(&mut self, reqs: &[Request]) -> Result<Vec<Response>> {
+        if self.broken {
+            return Err(Error::Closed);
+        }
+        if reqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut wbuf = std::mem::take(&mut self.wbuf);
+        wbuf.clear();
+        self.broken = true;
+        let res = match Pending::encode(reqs, &mut self.ids, &mut wbuf) {
+            Ok(pending) => timeout(
+                self.request_timeout,
+                exchange(&mut self.stream, &mut self.reader, &wbuf, pending),
+            )
+            .await
+            .unwrap_or(Err(Error::Timeout)),
+            Err(e) => Err(e),
+        };
+        self.wbuf = wbuf;
+        self.broken = match &res {
+            Ok(out) => session::closes_connection(out),
+            Err(e) => session::breaks_connection(e),
+        };
+        res
+    }
+}
+
+async fn exchange(
+    stream: &mut TcpStream,
+    reader: &mut ResponseReader,
+    bytes: &[u8],
+    mut pending: Pending,
+) -> Result<Vec<Response>> {
+    stream.write_all(bytes).await?;
+    while !pending.is_done() {
+        let f = read_frame(stream, reader).await?;
+        pending.accept(f)?;
+    }
+    Ok(pending.finish())
+}
+
+async fn read_frame(stream: &mut TcpStream, reader: &mut ResponseReader) -> Result<Frame> {
+    loop {
+        if let Some(f) = reader.next_frame()? {
+            return Ok(f);
+        }
+        let n = stream.read(reader.spare()).await?;
+        if n == 0 {
+            return Err(Error::Closed);
+        }
+        reader.filled(n);
+    }
+}
+
+/// A client for tokio: a bounded pool of connections opened on demand, with retries.
+/// Cloning is cheap and clones share the pool.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    /// One permit per connection the pool may have open.
+    permits: Semaphore,
+    /// Never held across an await, so a std mutex suffices.
+    idle: Mutex<Vec<Connection>>,
+    next_addr: AtomicUsize,
+}
+
+/// A pool permit plus its connection; gives the connection back (if healthy) when
+/// dropped, including when the caller's future is cancelled.
+struct Slot<'a> {
+    inner: &'a Inner,
+    _permit: SemaphorePermit<'a>,
+    conn: Option<Connection>,
+}
+
+impl Slot<'_> {
+    async fn connection(&mut self) -> Result<&mut Connection> {
+        let conn = match self.conn.take() {
+            Some(c) if c.is_reusable() => c,
+            _ => {
+                let first = self.inner.next_addr.fetch_add(1, Ordering::Relaxed);
+                Connection::connect_from(&self.inner.config, first).await?
+            }
+        };
+        Ok(self.conn.insert(conn))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        // Runs before `_permit` is released, so the next holder finds the connection.
+        if let Some(c) = self.conn.take()
+            && !c.is_broken()
+        {
+            self.inner
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(c);
+        }
+    }
+}
+
+impl Inner {
+    async fn acquire(&self) -> Result<Slot<'_>> {
+        let permit = timeout(self.config.request_timeout, self.permits.acquire())
+            .await
+            .map_err(|_| Error::Timeout)?
+            .map_err(|_| Error::Closed)?;
+        let conn = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        Ok(Slot {
+            inner: self,
+            _permit: permit,
+            conn,
+        })
+    }
+}
+
+impl Client {
+    /// A client that opens connections on first use. Fails only on an unusable config.
+    pub fn new(config: Config) -> Result<Client> {
+        if config.addrs.is_empty() {
+            return Err(Error::InvalidArgument("no addresses configured".into()));
+        }
+        let size = config.pool_size.clamp(1, Semaphore::MAX_PERMITS);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                config,
+                permits: Semaphore::new(size),
+                idle: Mutex::new(Vec::new()),
+                next_addr: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Like [`new`](Client::new), and opens one connection now so that a wrong address
+    /// or password shows up here rather than on the first request.
+    pub async fn connect(config: Config) -> Result<Client> {
+        let client = Client::new(config)?;
+        let mut slot = client.inner.acquire().await?;
+        slot.connection().await?;
+        drop(slot);
+        Ok(client)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Runs `reqs` on a pooled connection, retrying per [`retry::should_retry`].
+    /// `single`: one request whose error response is an `Err` (and so may be retried),
+    /// as opposed to a pipeline whose per-request errors stay in place.
+    async fn run(&self, reqs: &[Request], single: bool) -> Result<Vec<Response>> {
+        let inner = &*self.inner;
+        let idempotent = reqs.iter().all(Request::is_idempotent);
+        let mut slot = inner.acquire().await?;
+        let mut attempt = 0;
+        loop {
+            let (res, sent) = match (slot.connection().await, reqs) {
+                (Ok(conn), [req]) if single => (conn.execute(req).await.map(|r| vec![r]), true),
+                (Ok(conn), _) => (conn.pipeline(reqs).await, true),
+                (Err(e), _) => (Err(e), false),
+            };
+            let err = match res {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if attempt >= inner.config.max_retries || !retry::should_retry(&err, sent, idempotent) {
+                return Err(err);
+            }
+            let delay = retry::backoff(&inner.config, attempt);
+            tracing::debug!(error = %err, attempt, ?delay, "retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// Sends any request (retried if safe); an error response is `Err(Error::Server)`.
+    pub async fn execute(&self, req: Request) -> Result<Response> {
+        let mut out = self.run(std::slice::from_ref(&req), true).await?;
+        out.pop()
+            .ok_or_else(|| Error::UnexpectedResponse("no response".into()))
+    }
+
+    /// Sends `reqs` on one connection in one write; responses in request order, errors
+    /// in place. Retried as a whole after a connection failure only if every request
+    /// is idempotent.
+    pub async fn pipeline(&self, reqs: Vec<Request>) -> Result<Vec<Response>> {
+        self.run(&reqs, false).await
+    }
+
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        ops::into_value(self.execute(ops::get(key)).await?)
+    }
+
+    pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        ops::into_done(self.execute(ops::put(key, value, None)?).await?)
+    }
+
+    /// Writes `key` so that it expires after `ttl` (rounded up to whole milliseconds).
+    pub async fn put_with_ttl(&self, key: &[u8], value: &[u8], ttl: Duration) -> Result<()> {
+        ops::into_done(self.execute(ops::put(key, value, Some(ttl))?).await?)
+    }
+
+    pub async fn delete(&self, key: &[u8]) -> Result<()> {
+        ops::into_done(self.execute(ops::delete(key)).await?)
+    }
+
+    /// One page of keys in `[start, end)`; pass the returned token back to continue.
+    pub async fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: u32,
+        token: &[u8],
+    ) -> Result<ScanPage> {
+        ops::into_scan(self.execute(ops::scan(start, end, limit, token)).await?)
+    }
+
+    /// Every pair in `[start, end)`, fetched `page_size` at a time (not a snapshot).
+    pub async fn scan_all(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        page_size: u32,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut s = ScanAll::new(start, end, page_size);
+        while s.page(ops::into_scan(self.execute(s.request()).await?)?)? {}
+        Ok(s.out)
+    }
+
+    /// Several operations in one request; `atomic` applies all or none.
+    pub async fn batch(&self, atomic: bool, ops: Vec<BatchOp>) -> Result<Vec<BatchResult>> {
+        let n = ops.len();
+        ops::into_batch(self.execute(ops::batch(atomic, ops)).await?, n)
+    }
+
+    /// Compare-and-swap; see [`crate::Client::cas`].
+    pub async fn cas(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<CasResult> {
+        ops::into_cas(self.execute(ops::cas(key, expected, new)).await?)
+    }
+
+    /// Adds `delta`; see [`crate::Client::incr`].
+    pub async fn incr(&self, key: &[u8], delta: i64) -> Result<i64> {
+        ops::into_int(self.execute(ops::incr(key, delta)).await?)
+    }
+
+    /// Sets (`Some`) or removes (`None`) the key's TTL; returns whether the key exists.
+    pub async fn expire(&self, key: &[u8], ttl: Option<Duration>) -> Result<bool> {
+        ops::into_found(self.execute(ops::expire(key, ttl)?).await?)
+    }
+
+    pub async fn ttl(&self, key: &[u8]) -> Result<TtlState> {
+        ops::into_ttl(self.execute(ops::ttl(key)).await?)
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        ops::into_pong(self.execute(ops::ping()).await?)
+    }
+
+    /// The node's statistics as JSON text.
+    pub async fn stats(&self) -> Result<String> {
+        ops::into_stats(self.execute(Request::Stats).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn client_and_its_futures_are_send() {
+        let c = Client::new(Config::default()).unwrap();
+        assert_send(&c.get(b"k"));
+        assert_send(&c.pipeline(Vec::new()));
+        assert_send(&c.scan_all(b"", None, 10));
+        fn sync<T: Send + Sync + Clone>() {}
+        sync::<Client>();
+    }
+}
