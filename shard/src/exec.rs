@@ -161,10 +161,7 @@ impl<F: FileSystem> ShardCore<F> {
 
     /// Reads at the newest written timestamp, durable or not: the caller holds the
     /// key lock and its own write is logged after everything it read.
-    async fn read_latest(
-        &self,
-        k: &[u8],
-    ) -> Result<Option<nextdb_engine::db::Entry>, ShardError> {
+    async fn read_latest(&self, k: &[u8]) -> Result<Option<nextdb_engine::db::Entry>, ShardError> {
         let ts = self.db.written_ts();
         Ok(self.db.get_entry(k, Some(ts)).await?)
     }

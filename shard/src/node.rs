@@ -134,14 +134,19 @@ impl ShardContext {
         for r in replies {
             match r? {
                 ShardResult::Entries { entries, more } => {
-                    if more && let Some((last, _)) = entries.last() {
-                        if cut.as_ref().is_none_or(|c| last < c) {
-                            cut = Some(last.clone());
-                        }
+                    if more
+                        && let Some((last, _)) = entries.last()
+                        && cut.as_ref().is_none_or(|c| last < c)
+                    {
+                        cut = Some(last.clone());
                     }
                     merged.extend(entries);
                 }
-                _ => return Err(ShardError::Internal("scan answered with another result".into())),
+                _ => {
+                    return Err(ShardError::Internal(
+                        "scan answered with another result".into(),
+                    ));
+                }
             }
         }
         merged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -173,7 +178,11 @@ impl ShardContext {
     /// A batch. Atomic batches must stay in one partition; others are split by owner,
     /// run on every owner concurrently (each part atomic on its shard) and gathered in
     /// request order.
-    pub async fn batch(&self, atomic: bool, ops: Vec<BatchOp>) -> Result<Vec<BatchResult>, ShardError> {
+    pub async fn batch(
+        &self,
+        atomic: bool,
+        ops: Vec<BatchOp>,
+    ) -> Result<Vec<BatchResult>, ShardError> {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
@@ -218,7 +227,11 @@ impl ShardContext {
                         out[i] = Some(res);
                     }
                 }
-                _ => return Err(ShardError::Internal("batch answered with another result".into())),
+                _ => {
+                    return Err(ShardError::Internal(
+                        "batch answered with another result".into(),
+                    ));
+                }
             }
         }
         out.into_iter()
@@ -228,12 +241,18 @@ impl ShardContext {
 
     /// The STATS document of the whole node.
     pub async fn stats_json(&self) -> Result<String, ShardError> {
-        let calls = (0..self.shards).map(|s| self.call(s, ShardOp::Stats)).collect();
+        let calls = (0..self.shards)
+            .map(|s| self.call(s, ShardOp::Stats))
+            .collect();
         let mut snaps: Vec<ShardStatsSnapshot> = Vec::new();
         for r in join_all(calls).await {
             match r? {
                 ShardResult::Stats(s) => snaps.push(*s),
-                _ => return Err(ShardError::Internal("stats answered with another result".into())),
+                _ => {
+                    return Err(ShardError::Internal(
+                        "stats answered with another result".into(),
+                    ));
+                }
             }
         }
         Ok(node_json(&snaps, &self.sync.to_string()).to_string())
@@ -254,7 +273,11 @@ pub async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
                 }
             }
         }
-        if pending { Poll::Pending } else { Poll::Ready(()) }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
     })
     .await;
     out.into_iter().flatten().collect()
@@ -301,7 +324,7 @@ impl Node {
             )));
         }
         let need = Self::memlock_needed(shards);
-        if (lim.rlim_cur as u64) < need {
+        if lim.rlim_cur < need {
             return Err(NodeError::Memlock(format!(
                 "RLIMIT_MEMLOCK is {} bytes; {shards} shards need {need}. Run `ulimit -l unlimited` \
                  before starting nextdb (or set LimitMEMLOCK=infinity in its systemd unit, or \
@@ -310,13 +333,20 @@ impl Node {
             )));
         }
         Ok(note.map(|n| {
-            format!("{n} (continuing: {} bytes are enough for {shards} shards with small I/O buffers)", lim.rlim_cur)
+            format!(
+                "{n} (continuing: {} bytes are enough for {shards} shards with small I/O buffers)",
+                lim.rlim_cur
+            )
         }))
     }
 
     /// Runs the node until SIGINT/SIGTERM (or `shutdown.stop()`), calling `service`
     /// once on every core. Returns after every core has drained and closed its engine.
-    pub fn run<S, Fut>(cfg: NodeConfig, shutdown: Arc<Shutdown>, service: S) -> Result<(), NodeError>
+    pub fn run<S, Fut>(
+        cfg: NodeConfig,
+        shutdown: Arc<Shutdown>,
+        service: S,
+    ) -> Result<(), NodeError>
     where
         S: Fn(Rc<ShardContext>) -> Fut + Send + Sync + Clone + 'static,
         Fut: Future<Output = ()> + 'static,
@@ -396,7 +426,8 @@ where
     peers[id].store(senders.peer_id(), Ordering::SeqCst);
     let dir = cfg.data_dir.join(format!("shard-{id}"));
     let opened = async {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         Db::open(DmaFs::new(), &dir, cfg.engine.clone())
             .await
             .map_err(|e| format!("cannot open the engine in {}: {e}", dir.display()))
@@ -462,7 +493,11 @@ where
     }
     if cfg.sync == SyncMode::None {
         let (db, sd) = (db.clone(), shutdown.clone());
-        let tq = glommio::executor().create_task_queue(Shares::Static(100), Latency::NotImportant, "nextdb-sync-tick");
+        let tq = glommio::executor().create_task_queue(
+            Shares::Static(100),
+            Latency::NotImportant,
+            "nextdb-sync-tick",
+        );
         glommio::spawn_local_into(
             async move {
                 while !sd.is_stopping() {

@@ -32,7 +32,10 @@ pub struct PartitionMap {
 impl PartitionMap {
     /// One partition per shard, splitting the slot space evenly.
     pub fn even(shards: usize) -> PartitionMap {
-        assert!(shards >= 1 && shards <= u16::MAX as usize, "shard count out of range");
+        assert!(
+            shards >= 1 && shards <= u16::MAX as usize,
+            "shard count out of range"
+        );
         let n = shards as u32;
         let partitions: Vec<Partition> = (0..n)
             .map(|i| Partition {

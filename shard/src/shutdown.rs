@@ -5,8 +5,8 @@
 //! drained. Engines close only when every core has drained, because a connection on
 //! one core may still be waiting for another core's engine.
 
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Default)]
 pub struct Shutdown {

@@ -72,7 +72,8 @@ impl Stats {
             if !ok {
                 s.errors += 1;
             }
-            s.latency_us.saturating_record(micros.clamp(1, MAX_TRACKED_US));
+            s.latency_us
+                .saturating_record(micros.clamp(1, MAX_TRACKED_US));
         }
     }
 }

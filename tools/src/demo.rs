@@ -1,39 +1,96 @@
-//! `nextdb demo`: a local storage engine with sample data and a small shell.
-//!
-//! The engine runs on one glommio executor (one core), exactly as a shard does in the
-//! server; the shell reads commands on a plain thread and sends them to the executor
-//! over a channel (the executor owns the engine; nothing is shared).
+//! `nextdb demo`: starts a local node (every core, native protocol on loopback),
+//! loads sample data through the client, runs a short scripted session, then an
+//! interactive shell when standard input is a terminal. The node runs in this
+//! process exactly as `nextdb serve` runs it; the shell is an ordinary client.
 
-use nextdb_engine::EngineConfig;
-use nextdb_engine::db::{Db, WriteOptions};
-use nextdb_engine::fs::glommio_fs::{DmaFs, raise_memlock_limit};
-use nextdb_engine::iter::prefix_successor;
+use crate::kv::prefix_end;
+use crate::serve::{Settings, serve_with};
+use nextdb_client::{BatchOp, Client, Config, TtlState};
+use nextdb_shard::SyncMode;
+use nextdb_shard::config::available_cores;
+use nextdb_shard::shutdown::Shutdown;
 use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 const HELP: &str = "commands: get KEY | put KEY VALUE | del KEY | scan [PREFIX] [LIMIT] | \
-rscan [PREFIX] [LIMIT] | stats | flush | compact | help | quit";
+incr KEY [DELTA] | expire KEY MS | ttl KEY | stats | help | quit";
+
+const SAMPLE_BATCH: usize = 500;
+
+fn free_loopback() -> Result<SocketAddr, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free loopback port: {e}"))
+}
 
 /// Runs the demo; returns the process exit code.
 pub fn run(dir: PathBuf, records: u64) -> i32 {
-    if let Err(e) = raise_memlock_limit() {
-        // The executor still starts with a small io_uring buffer pool; say so.
-        eprintln!("nextdb: warning: {e}");
-    }
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<String>();
-    let interactive = std::io::stdin().is_terminal();
-    let exec = nextdb_engine::runtime::executor_builder(glommio::Placement::Unbound)
-        .name("nextdb-demo")
-        .spawn(move || async move { session(dir, records, rx, done_tx).await });
-    let handle = match exec {
-        Ok(h) => h,
+    let listen = match free_loopback() {
+        Ok(a) => a,
         Err(e) => {
-            eprintln!("nextdb: cannot start the executor: {e}");
+            eprintln!("nextdb: {e}");
             return 1;
         }
     };
+    let settings = Settings {
+        data_dir: dir.clone(),
+        listen,
+        shards: available_cores(),
+        sync: SyncMode::Fsync,
+        insecure: true,
+        memtable_mb: 64,
+        block_cache_mb: 64,
+        max_connections_per_shard: 1000,
+        pin: true,
+    };
+    let shutdown = Shutdown::new();
+    let sd = shutdown.clone();
+    let node = std::thread::spawn(move || serve_with(settings, sd, true));
+    let result = session(listen, records, &shutdown);
+    shutdown.stop();
+    let node_result = node.join();
+    if let Err(e) = &result {
+        eprintln!("nextdb: {e}");
+    }
+    match node_result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            eprintln!("nextdb: {e}");
+            return 1;
+        }
+        Err(_) => {
+            eprintln!("nextdb: the node thread panicked");
+            return 1;
+        }
+    }
+    if result.is_ok() { 0 } else { 1 }
+}
+
+fn connect(listen: SocketAddr, shutdown: &Shutdown) -> Result<Client, String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let cfg = Config::new(listen.to_string()).client_name("nextdb-demo");
+        match Client::connect(cfg).and_then(|c| c.ping().map(|_| c)) {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                if shutdown.is_stopping() || Instant::now() > deadline {
+                    return Err(format!("the node did not start: {e}"));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn session(listen: SocketAddr, records: u64, shutdown: &Shutdown) -> Result<(), String> {
+    let client = connect(listen, shutdown)?;
+    let loaded = load_sample(&client, records).map_err(|e| e.to_string())?;
+    println!(
+        "NextDB demo: a node on {listen} with {} shards; {loaded} sample records loaded",
+        available_cores()
+    );
     let script = [
         "get user:000042",
         "scan user:00010 5",
@@ -41,22 +98,18 @@ pub fn run(dir: PathBuf, records: u64) -> i32 {
         "get user:000042",
         "del user:000043",
         "get user:000043",
-        "rscan user: 3",
+        "incr visits:today",
+        "incr visits:today 41",
+        "put session:abc token-123",
+        "expire session:abc 60000",
+        "ttl session:abc",
         "stats",
     ];
-    // The session sends its banner once the engine is open and loaded.
-    let mut ok = print_reply(&done_rx);
     for line in script {
-        if !ok {
-            break;
-        }
         println!("nextdb> {line}");
-        if tx.send(line.to_string()).is_err() || !print_reply(&done_rx) {
-            ok = false;
-            break;
-        }
+        println!("{}", execute(&client, line));
     }
-    if ok && interactive {
+    if std::io::stdin().is_terminal() {
         println!("{HELP}");
         let stdin = std::io::stdin();
         loop {
@@ -67,180 +120,132 @@ pub fn run(dir: PathBuf, records: u64) -> i32 {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
-            let line = line.trim().to_string();
+            let line = line.trim();
             if line.is_empty() {
                 continue;
             }
             if line == "quit" || line == "exit" {
                 break;
             }
-            if tx.send(line).is_err() || !print_reply(&done_rx) {
-                break;
-            }
+            println!("{}", execute(&client, line));
         }
     }
-    drop(tx);
-    match handle.join() {
-        Ok(Ok(())) => 0,
-        Ok(Err(e)) => {
-            eprintln!("nextdb: {e}");
-            1
-        }
-        Err(_) => {
-            eprintln!("nextdb: the engine thread panicked");
-            1
-        }
-    }
+    Ok(())
 }
 
-fn print_reply(rx: &std::sync::mpsc::Receiver<String>) -> bool {
-    match rx.recv() {
-        Ok(r) => {
-            println!("{r}");
-            true
-        }
-        Err(_) => false,
-    }
-}
-
-async fn session(
-    dir: PathBuf,
-    records: u64,
-    rx: std::sync::mpsc::Receiver<String>,
-    tx: std::sync::mpsc::Sender<String>,
-) -> Result<(), String> {
-    let db = Db::open(DmaFs::new(), &dir, EngineConfig::default())
-        .await
-        .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
-    nextdb_engine::runtime::spawn_background(&db).map_err(|e| e.to_string())?;
-    let loaded = load_sample(&db, records).await.map_err(|e| e.to_string())?;
-    let banner = format!(
-        "NextDB demo: storage engine in {} ({loaded} sample records loaded)",
-        dir.display()
-    );
-    if tx.send(banner).is_err() {
-        return db.close().await.map_err(|e| e.to_string());
-    }
-    // The shell thread blocks on stdin; poll its channel without blocking the executor.
-    loop {
-        match rx.try_recv() {
-            Ok(cmd) => {
-                let reply = execute(&db, &cmd).await;
-                if tx.send(reply).is_err() {
-                    break;
-                }
-            }
-            Err(std::sync::mpsc::TryRecvError::Empty) => {
-                glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
-            }
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
-        }
-    }
-    db.close().await.map_err(|e| e.to_string())
-}
-
-async fn load_sample(db: &Rc<Db<DmaFs>>, records: u64) -> nextdb_engine::Result<u64> {
-    if db.get(b"user:000000").await?.is_some() {
+fn load_sample(client: &Client, records: u64) -> nextdb_client::Result<u64> {
+    if client.get(b"user:000000")?.is_some() {
         return Ok(0);
     }
     let plans = ["free", "pro", "team"];
-    let opts = WriteOptions::default();
+    let mut ops = Vec::with_capacity(SAMPLE_BATCH);
     for i in 0..records {
-        let key = format!("user:{i:06}");
-        let val = format!(
-            "{{\"id\":{i},\"name\":\"user{i}\",\"plan\":\"{}\"}}",
-            plans[(i % 3) as usize]
-        );
-        db.put(key.as_bytes(), val.as_bytes(), &opts).await?;
+        ops.push(BatchOp::Put {
+            key: format!("user:{i:06}").into_bytes(),
+            value: format!(
+                "{{\"id\":{i},\"name\":\"user{i}\",\"plan\":\"{}\"}}",
+                plans[(i % 3) as usize]
+            )
+            .into_bytes(),
+            ttl_ms: None,
+        });
+        if ops.len() == SAMPLE_BATCH {
+            client.batch(false, std::mem::take(&mut ops))?;
+        }
     }
-    db.sync_log().await?;
+    if !ops.is_empty() {
+        client.batch(false, ops)?;
+    }
     Ok(records)
 }
 
-async fn execute(db: &Rc<Db<DmaFs>>, line: &str) -> String {
+fn show(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn execute(client: &Client, line: &str) -> String {
     let mut parts = line.splitn(3, ' ');
     let cmd = parts.next().unwrap_or("");
     let a = parts.next();
     let b = parts.next();
-    let sync = WriteOptions {
-        sync: true,
-        ttl_ms: None,
-    };
-    let r: Result<String, nextdb_engine::Error> = async {
+    let r: nextdb_client::Result<String> = (|| {
         Ok(match (cmd, a, b) {
-            ("get", Some(k), None) => match db.get(k.as_bytes()).await? {
-                Some(v) => String::from_utf8_lossy(&v).into_owned(),
+            ("get", Some(k), None) => match client.get(k.as_bytes())? {
+                Some(v) => show(&v),
                 None => "(not found)".to_string(),
             },
             ("put", Some(k), Some(v)) => {
-                db.put(k.as_bytes(), v.as_bytes(), &sync).await?;
-                "OK (synced)".to_string()
+                client.put(k.as_bytes(), v.as_bytes())?;
+                "OK (durable)".to_string()
             }
             ("del", Some(k), None) => {
-                db.delete(k.as_bytes(), &sync).await?;
-                "OK (synced)".to_string()
+                client.delete(k.as_bytes())?;
+                "OK (durable)".to_string()
             }
-            ("scan" | "rscan", prefix, limit) => {
-                let limit = match limit.map(str::parse::<usize>) {
-                    None => 10,
+            ("incr", Some(k), d) => {
+                let delta = match d.map(str::parse::<i64>) {
+                    None => 1,
                     Some(Ok(n)) => n,
-                    Some(Err(_)) => return Ok("LIMIT must be a number".to_string()),
+                    Some(Err(_)) => return Ok("DELTA must be an integer".to_string()),
                 };
-                let lo = prefix.map(|p| p.as_bytes().to_vec());
-                let hi = lo.as_deref().and_then(prefix_successor);
-                let rows = db
-                    .scan(lo.as_deref(), hi.as_deref(), limit, cmd == "rscan")
-                    .await?;
-                let mut out = String::new();
-                for (k, v) in &rows {
-                    out.push_str(&format!(
-                        "{} = {}\n",
-                        String::from_utf8_lossy(k),
-                        String::from_utf8_lossy(v)
-                    ));
+                client.incr(k.as_bytes(), delta)?.to_string()
+            }
+            ("expire", Some(k), Some(ms)) => match ms.parse::<u64>() {
+                Ok(ms) => {
+                    if client.expire(k.as_bytes(), Some(Duration::from_millis(ms)))? {
+                        "OK".to_string()
+                    } else {
+                        "(not found)".to_string()
+                    }
                 }
-                out.push_str(&format!("({} rows)", rows.len()));
+                Err(_) => "MS must be a number".to_string(),
+            },
+            ("ttl", Some(k), None) => match client.ttl(k.as_bytes())? {
+                TtlState::Missing => "(not found)".to_string(),
+                TtlState::Persistent => "(no ttl)".to_string(),
+                TtlState::ExpiresIn(ms) => format!("{ms} ms"),
+            },
+            ("scan", prefix, limit) => {
+                let limit = match limit.map(str::parse::<u32>) {
+                    None => 10,
+                    Some(Ok(n)) if n > 0 => n.min(10_000),
+                    _ => return Ok("LIMIT must be a positive number".to_string()),
+                };
+                let start = prefix.unwrap_or("").as_bytes().to_vec();
+                let end = prefix.and_then(|p| prefix_end(p.as_bytes()));
+                let page = client.scan(&start, end.as_deref(), limit, &[])?;
+                let mut out = String::new();
+                for (k, v) in &page.entries {
+                    out.push_str(&format!("{} = {}\n", show(k), show(v)));
+                }
+                out.push_str(&format!("({} rows)", page.entries.len()));
                 out
             }
             ("stats", None, None) => {
-                let s = db.stats();
-                let levels: Vec<String> = s
-                    .levels
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, l)| l.files > 0)
-                    .map(|(i, l)| format!("L{i}: {} files, {} bytes", l.files, l.bytes))
-                    .collect();
-                format!(
-                    "levels: [{}]\nmemtable: {} bytes (+{} waiting for flush)\n\
-                     writes: {} user bytes, write amplification {:.2}\n\
-                     flushes {}, compactions {}, stalls {} ({} us)\n\
-                     block cache: {} bytes, hit rate {:.1}%",
-                    levels.join(", "),
-                    s.memtable_bytes,
-                    s.immutable_memtables,
-                    s.user_bytes_written,
-                    s.write_amplification,
-                    s.flushes,
-                    s.compactions,
-                    s.stall_count,
-                    s.stall_micros,
-                    s.cache_bytes,
-                    s.cache_hit_rate * 100.0
-                )
-            }
-            ("flush", None, None) => {
-                db.flush().await?;
-                "OK".to_string()
-            }
-            ("compact", None, None) => {
-                db.compact_range(None, None).await?;
-                "OK".to_string()
+                let json = client.stats()?;
+                match serde_json::from_str::<serde_json::Value>(&json) {
+                    Ok(v) => {
+                        let mut out = String::new();
+                        if let Some(m) = v["node"]["ops"].as_object() {
+                            for (name, o) in m {
+                                out.push_str(&format!(
+                                    "{name:<6} count {:>7}  p50 {:>5} us  p99 {:>5} us\n",
+                                    o["count"], o["p50_us"], o["p99_us"]
+                                ));
+                            }
+                        }
+                        out.push_str(&format!(
+                            "connections open: {}",
+                            v["node"]["connections"]["open"]
+                        ));
+                        out
+                    }
+                    Err(_) => json,
+                }
             }
             ("help", _, _) => HELP.to_string(),
             _ => format!("unknown or malformed command; {HELP}"),
         })
-    }
-    .await;
+    })();
     r.unwrap_or_else(|e| format!("error: {e}"))
 }

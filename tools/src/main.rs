@@ -1,6 +1,8 @@
 //! `nextdb`: the command-line entry point.
 
+mod admin;
 mod demo;
+mod kv;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -21,8 +23,13 @@ struct Cli {
 enum Cmd {
     /// Runs a node: one shard per core, the native protocol on every core.
     Serve(serve::ServeArgs),
-    /// Opens a local storage engine with sample data and runs a short session, then
-    /// an interactive shell when standard input is a terminal.
+    /// Key-value commands against a running node.
+    Kv(kv::KvArgs),
+    /// Node administration: users, stats.
+    #[command(subcommand)]
+    Admin(admin::AdminCmd),
+    /// Starts a local node, loads sample data and runs a short session, then an
+    /// interactive shell when standard input is a terminal.
     Demo {
         /// Data directory (must be on a file system with O_DIRECT, e.g. ext4 or xfs).
         #[arg(long, default_value = "nextdb-demo-data")]
@@ -37,6 +44,8 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::Serve(args) => serve::run(args),
+        Cmd::Kv(args) => kv::run(args),
+        Cmd::Admin(cmd) => admin::run(cmd),
         Cmd::Demo { dir, records } => demo::run(dir, records),
     };
     std::process::exit(code);

@@ -170,6 +170,7 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
         Ok(None) => {}
         Err(e) => return Err(e.to_string()),
     }
+    raise_nofile_limit();
     std::fs::create_dir_all(&s.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", s.data_dir.display()))?;
     let users = UserStore::load(&s.data_dir).map_err(|e| e.to_string())?;
@@ -185,20 +186,40 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     println!("nextdb {} starting", env!("CARGO_PKG_VERSION"));
     println!("  data_dir                  = {}", s.data_dir.display());
     println!("  listen                    = {}", s.listen);
-    println!("  shards                    = {}{}", s.shards, if s.pin { " (pinned to cores)" } else { "" });
+    println!(
+        "  shards                    = {}{}",
+        s.shards,
+        if s.pin { " (pinned to cores)" } else { "" }
+    );
     println!("  sync                      = {}", s.sync);
     println!("  memtable_mb               = {}", s.memtable_mb);
     println!("  block_cache_mb            = {}", s.block_cache_mb);
-    println!("  max_connections_per_shard = {}", s.max_connections_per_shard);
-    println!("  auth                      = {}", if s.insecure { "NONE (--insecure)".to_string() } else { format!("SCRAM-SHA-256 ({} users)", users.names().count()) });
+    println!(
+        "  max_connections_per_shard = {}",
+        s.max_connections_per_shard
+    );
+    println!(
+        "  auth                      = {}",
+        if s.insecure {
+            "NONE (--insecure)".to_string()
+        } else {
+            format!("SCRAM-SHA-256 ({} users)", users.names().count())
+        }
+    );
     if s.insecure {
-        eprintln!("nextdb: WARNING: --insecure: any client can read and write without authenticating. Local development only.");
+        eprintln!(
+            "nextdb: WARNING: --insecure: any client can read and write without authenticating. Local development only."
+        );
     }
     if s.sync == SyncMode::None {
-        eprintln!("nextdb: WARNING: --sync none: writes are acknowledged before they are durable; a crash loses the last ~10 ms of acknowledged writes. Benchmarks only.");
+        eprintln!(
+            "nextdb: WARNING: --sync none: writes are acknowledged before they are durable; a crash loses the last ~10 ms of acknowledged writes. Benchmarks only."
+        );
     }
     if signals {
-        shutdown.register_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        shutdown
+            .register_signals()
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     }
     let mut node = NodeConfig::new(s.data_dir.clone());
     node.shards = s.shards;
@@ -219,5 +240,21 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
             Ok(())
         }
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Raises the open-file limit to its hard limit: every connection is a descriptor,
+/// and a node is expected to hold thousands of (mostly idle) connections.
+fn raise_nofile_limit() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
     }
 }

@@ -152,7 +152,8 @@ impl ProtoError {
         match self {
             ProtoError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
             ProtoError::UnknownOp(_) => ErrorCode::UnknownOp,
-            ProtoError::TooLong { .. } => ErrorCode::InvalidArgument,
+            // The frame boundary is intact: the connection can go on.
+            ProtoError::TooLong { .. } | ProtoError::BadValue { .. } => ErrorCode::InvalidArgument,
             _ => ErrorCode::Malformed,
         }
     }

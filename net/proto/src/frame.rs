@@ -38,7 +38,7 @@ impl FrameHeader {
 }
 
 /// Looks for one whole frame at the start of `buf`. `Ok(None)`: more bytes are needed
-/// (at most `needed_hint` more). A length below the header or above `max_frame` is an
+/// ([`frame_total_hint`] says how many in all once the length field has arrived). A length below the header or above `max_frame` is an
 /// error: the stream cannot be resynchronised after it.
 pub fn decode_header(buf: &[u8], max_frame: usize) -> Result<Option<FrameHeader>, ProtoError> {
     let Some(len) = wire::u32_at(buf, 0) else {

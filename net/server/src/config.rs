@@ -16,6 +16,10 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
 /// Response bytes one connection may have queued before the server stops reading.
 pub const MAX_PENDING_OUTPUT_BYTES: usize = 4 << 20;
+/// Response bytes one connection may hold (queued and finished-but-unsent). Beyond
+/// it the client is not reading what it asked for: the connection is closed, as
+/// Redis does with its client output buffer limit. Bounds memory per connection.
+pub const MAX_HELD_RESPONSE_BYTES: usize = 64 << 20;
 /// Read buffer of a connection: starts small (idle connections stay cheap), grows to
 /// hold one whole frame, and shrinks back when it empties.
 pub const READ_BUFFER_INITIAL_BYTES: usize = 4096;

@@ -8,9 +8,9 @@
 //! carrying its request id; all answers ready at one moment leave in one write.
 
 use crate::config::{
-    HANDSHAKE_TIMEOUT, MAX_IN_FLIGHT_PER_CONNECTION, MAX_PENDING_OUTPUT_BYTES,
-    READ_BUFFER_INITIAL_BYTES, READ_BUFFER_KEEP_BYTES, SERVER_NAME, SHUTDOWN_GRACE, ServerConfig,
-    WRITE_TIMEOUT,
+    HANDSHAKE_TIMEOUT, MAX_HELD_RESPONSE_BYTES, MAX_IN_FLIGHT_PER_CONNECTION,
+    MAX_PENDING_OUTPUT_BYTES, READ_BUFFER_INITIAL_BYTES, READ_BUFFER_KEEP_BYTES, SERVER_NAME,
+    SHUTDOWN_GRACE, ServerConfig, WRITE_TIMEOUT,
 };
 use crate::dispatch;
 use futures_lite::future::{self, FutureExt};
@@ -49,6 +49,37 @@ struct Completions {
     notify: Notify,
     /// Requests started and not yet collected.
     in_flight: Cell<usize>,
+    /// Approximate bytes of `done`.
+    held_bytes: Cell<usize>,
+    /// Set when `held_bytes` would pass `MAX_HELD_RESPONSE_BYTES`: close.
+    overflow: Cell<bool>,
+}
+
+/// Roughly the bytes a response occupies (its variable-length payloads).
+fn approx_size(r: &Response) -> usize {
+    64 + match r {
+        Response::Value(Some(v)) => v.len(),
+        Response::Scan { entries, token } => {
+            token.len()
+                + entries
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 8)
+                    .sum::<usize>()
+        }
+        Response::Batch(rs) => rs
+            .iter()
+            .map(|r| match r {
+                nextdb_proto::BatchResult::Value(Some(v)) => v.len() + 5,
+                _ => 5,
+            })
+            .sum(),
+        Response::Cas {
+            current: Some(v), ..
+        } => v.len(),
+        Response::Stats { json } => json.len(),
+        Response::Error { message, .. } => message.len(),
+        _ => 0,
+    }
 }
 
 enum Event {
@@ -72,6 +103,8 @@ pub struct Conn {
     draining: bool,
     /// Close right after the next flush (fatal protocol error).
     close_after_flush: bool,
+    /// Whole frames wait in the read buffer because a per-connection limit was hit.
+    backlog: bool,
 }
 
 /// Serves one accepted connection until it closes.
@@ -90,6 +123,7 @@ pub async fn serve_connection(ctx: Rc<ShardContext>, cfg: Arc<ServerConfig>, str
         comp: Rc::new(Completions::default()),
         draining: false,
         close_after_flush: false,
+        backlog: false,
     };
     if let Err(e) = c.run().await {
         tracing::debug!(error = %e, "connection closed with an error");
@@ -115,6 +149,9 @@ impl Conn {
             // wakes the wait further down.
             let completed = self.comp.notify.wait();
             self.collect();
+            if self.backlog && self.has_room() {
+                self.process().await;
+            }
             if !self.out.is_empty() {
                 self.stream.write_all(&self.out).await?;
                 self.ctx.core.stats.borrow_mut().conns.bytes_out += self.out.len() as u64;
@@ -125,6 +162,14 @@ impl Conn {
             }
             if self.close_after_flush {
                 return Ok(());
+            }
+            if self.comp.overflow.get() {
+                self.ctx.core.stats.borrow_mut().conns.protocol_errors += 1;
+                tracing::debug!("closing a connection that does not read its responses");
+                return Ok(());
+            }
+            if self.backlog && self.has_room() {
+                continue;
             }
             let in_flight = self.comp.in_flight.get();
             if self.draining {
@@ -200,6 +245,12 @@ impl Conn {
         }
     }
 
+    /// Whether this connection may start more requests now.
+    fn has_room(&self) -> bool {
+        self.comp.in_flight.get() < MAX_IN_FLIGHT_PER_CONNECTION
+            && self.out.len() < MAX_PENDING_OUTPUT_BYTES
+    }
+
     /// Ensures `need` bytes of buffer from `start`, compacting or growing.
     fn make_room(&mut self, need: usize) {
         if self.start > 0 {
@@ -208,7 +259,9 @@ impl Conn {
             self.start = 0;
         }
         if self.rbuf.len() < need {
-            let new_len = need.max(self.rbuf.len() * 2).min(self.cfg.max_frame_bytes + 4);
+            let new_len = need
+                .max(self.rbuf.len() * 2)
+                .min(self.cfg.max_frame_bytes + 4);
             self.rbuf.resize(new_len.max(need), 0);
         }
     }
@@ -221,6 +274,7 @@ impl Conn {
         self.comp
             .in_flight
             .set(self.comp.in_flight.get() - done.len());
+        self.comp.held_bytes.set(0);
         for f in done {
             self.answer(f.id, f.opcode, f.started, &f.resp);
         }
@@ -251,7 +305,13 @@ impl Conn {
 
     /// Handles every complete frame in the read buffer.
     async fn process(&mut self) {
+        self.backlog = false;
         while !self.close_after_flush {
+            if !self.has_room() {
+                // Leave the rest in the buffer until responses drain.
+                self.backlog = self.start < self.end;
+                break;
+            }
             let buf = &self.rbuf[self.start..self.end];
             let h = match frame::decode_header(buf, self.cfg.max_frame_bytes) {
                 Ok(Some(h)) => h,
@@ -287,14 +347,24 @@ impl Conn {
 
     fn on_bad_request(&mut self, id: u32, opcode: u8, e: ProtoError) {
         if !matches!(self.auth, AuthState::Ready) {
-            self.fatal(id, opcode, ErrorCode::AuthRequired, &format!("authenticate first ({e})"));
+            self.fatal(
+                id,
+                opcode,
+                ErrorCode::AuthRequired,
+                &format!("authenticate first ({e})"),
+            );
             return;
         }
         let code = e.code();
         if code.closes_connection() {
             self.fatal(id, opcode, code, &e.to_string());
         } else {
-            self.answer(id, opcode, Instant::now(), &Response::error(code, e.to_string()));
+            self.answer(
+                id,
+                opcode,
+                Instant::now(),
+                &Response::error(code, e.to_string()),
+            );
         }
     }
 
@@ -314,13 +384,22 @@ impl Conn {
                     Request::Auth { data } => match ex.finish(&data) {
                         Ok((user, server_final)) => {
                             tracing::debug!(%user, "authenticated");
-                            Response::AuthOk { data: server_final }.encode(op::AUTH, id, &mut self.out);
+                            Response::AuthOk { data: server_final }.encode(
+                                op::AUTH,
+                                id,
+                                &mut self.out,
+                            );
                         }
                         Err(e) => self.fatal(id, opcode, ErrorCode::AuthFailed, &e.to_string()),
                     },
                     _ => {
                         self.auth = AuthState::AwaitHello;
-                        self.fatal(id, opcode, ErrorCode::AuthRequired, "finish authentication first");
+                        self.fatal(
+                            id,
+                            opcode,
+                            ErrorCode::AuthRequired,
+                            "finish authentication first",
+                        );
                     }
                 }
                 return;
@@ -328,7 +407,12 @@ impl Conn {
         }
         match req {
             Request::Hello(_) | Request::Auth { .. } => {
-                self.fatal(id, opcode, ErrorCode::ProtocolViolation, "the session is already authenticated");
+                self.fatal(
+                    id,
+                    opcode,
+                    ErrorCode::ProtocolViolation,
+                    "the session is already authenticated",
+                );
             }
             Request::Ping { payload } => {
                 self.answer(id, opcode, Instant::now(), &Response::Pong { payload });
@@ -344,6 +428,13 @@ impl Conn {
                 comp.in_flight.set(comp.in_flight.get() + 1);
                 glommio::spawn_local(async move {
                     let resp = fut.await;
+                    let held = comp.held_bytes.get() + approx_size(&resp);
+                    if held > MAX_HELD_RESPONSE_BYTES {
+                        comp.overflow.set(true);
+                        comp.notify.notify_all();
+                        return;
+                    }
+                    comp.held_bytes.set(held);
                     comp.done.borrow_mut().push(Finished {
                         id,
                         opcode,
@@ -393,7 +484,10 @@ impl Conn {
                 }
             }
         } else {
-            let msg = format!("this server requires {MECHANISM} authentication (got {:?})", h.mechanism);
+            let msg = format!(
+                "this server requires {MECHANISM} authentication (got {:?})",
+                h.mechanism
+            );
             self.fatal(id, op::HELLO, ErrorCode::AuthFailed, &msg);
             return;
         }

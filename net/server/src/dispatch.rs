@@ -32,7 +32,10 @@ fn shard_error(e: ShardError) -> Response {
 }
 
 fn unexpected() -> Response {
-    Response::error(ErrorCode::Internal, "shard answered with the wrong result kind")
+    Response::error(
+        ErrorCode::Internal,
+        "shard answered with the wrong result kind",
+    )
 }
 
 /// Executes one request (not HELLO/AUTH, which the connection handles).

@@ -27,7 +27,10 @@ pub async fn serve(ctx: Rc<ShardContext>, cfg: Arc<ServerConfig>) {
             return;
         }
     };
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     ctx.mark_ready(&format!("native protocol on {addr}"));
     let open = Rc::new(Cell::new(0usize));
     loop {

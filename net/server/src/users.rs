@@ -115,7 +115,10 @@ impl UserStore {
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(data_dir)?;
             let mut f = std::fs::File::create(&tmp)?;
-            writeln!(f, "# NextDB users: name SCRAM-SHA-256 verifier (no passwords)")?;
+            writeln!(
+                f,
+                "# NextDB users: name SCRAM-SHA-256 verifier (no passwords)"
+            )?;
             for (name, v) in &self.users {
                 writeln!(f, "{name} {}", v.encode())?;
             }
@@ -141,6 +144,9 @@ mod tests {
         let l = UserStore::load(d.path()).unwrap();
         assert_eq!(l.get("alice"), s.get("alice"));
         std::fs::write(UserStore::path(d.path()), "alice nonsense\n").unwrap();
-        assert!(matches!(UserStore::load(d.path()), Err(UserError::Parse { line: 1, .. })));
+        assert!(matches!(
+            UserStore::load(d.path()),
+            Err(UserError::Parse { line: 1, .. })
+        ));
     }
 }
