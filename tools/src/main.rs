@@ -1,6 +1,7 @@
 //! `nextdb`: the command-line entry point.
 
 mod demo;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -18,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Runs a node: one shard per core, the native protocol on every core.
+    Serve(serve::ServeArgs),
     /// Opens a local storage engine with sample data and runs a short session, then
     /// an interactive shell when standard input is a terminal.
     Demo {
@@ -33,6 +36,7 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
+        Cmd::Serve(args) => serve::run(args),
         Cmd::Demo { dir, records } => demo::run(dir, records),
     };
     std::process::exit(code);

@@ -1,0 +1,48 @@
+//! Limits and settings of the native protocol server, in one place.
+
+use crate::users::UserStore;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Connections one core accepts before refusing with TOO_MANY_CONNECTIONS.
+pub const MAX_CONNECTIONS_PER_SHARD: usize = 20_000;
+/// Time a client has from connecting to finishing authentication.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that does not read its responses for this long is disconnected.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests one connection may have in flight; beyond it the server stops reading
+/// from the socket until some complete (pipelining back-pressure).
+pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
+/// Response bytes one connection may have queued before the server stops reading.
+pub const MAX_PENDING_OUTPUT_BYTES: usize = 4 << 20;
+/// Read buffer of a connection: starts small (idle connections stay cheap), grows to
+/// hold one whole frame, and shrinks back when it empties.
+pub const READ_BUFFER_INITIAL_BYTES: usize = 4096;
+pub const READ_BUFFER_KEEP_BYTES: usize = 64 << 10;
+/// Time in-flight requests get to finish at shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Name the server reports in HELLO.
+pub const SERVER_NAME: &str = concat!("nextdb ", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Accept sessions without authentication (local development only).
+    pub insecure: bool,
+    pub users: Arc<UserStore>,
+    pub max_frame_bytes: usize,
+    pub max_connections_per_shard: usize,
+}
+
+impl ServerConfig {
+    pub fn new(listen: SocketAddr, insecure: bool, users: Arc<UserStore>) -> ServerConfig {
+        ServerConfig {
+            listen,
+            insecure,
+            users,
+            max_frame_bytes: nextdb_proto::limits::MAX_FRAME_BYTES,
+            max_connections_per_shard: MAX_CONNECTIONS_PER_SHARD,
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Every limit and default of the node, in one place.
+
+use nextdb_engine::EngineConfig;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Hash slots: a key's slot is `crc32c(key) % SLOTS`. Fixed for the life of a data
+/// directory (recorded in its `NODE` file); partitions own contiguous slot ranges.
+pub const SLOTS: u32 = 16384;
+
+/// Depth of each cross-core queue (per ordered pair of cores). A full queue makes the
+/// sender wait, which stops its connection from reading more requests.
+pub const MESH_QUEUE_DEPTH: usize = 1024;
+
+/// How often a core checks the process-wide shutdown flag.
+pub const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
+
+/// With `--sync=none`, how often each core fsyncs its log.
+pub const SYNC_NONE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Registered I/O memory per executor (locked memory: counts against RLIMIT_MEMLOCK).
+pub const IO_MEMORY_PER_SHARD: usize = nextdb_engine::config::LOCAL_EXECUTOR_IO_MEMORY_BYTES;
+/// Locked memory the node needs besides the registered buffers (io_uring rings).
+pub const MEMLOCK_MARGIN_BYTES: u64 = 1 << 20;
+
+/// The user-key namespace byte of the key-value API inside each engine. 0x00 is kept
+/// for the node's own records; SQL tables get their own prefixes later.
+pub const KV_NAMESPACE: u8 = 0x01;
+
+/// When a PUT is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// After its log record is fsynced (group commit). The default.
+    Fsync,
+    /// Immediately; the log is fsynced every `SYNC_NONE_INTERVAL`. Benchmarks only:
+    /// acknowledged writes of the last interval are lost in a crash.
+    None,
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fsync" => Ok(SyncMode::Fsync),
+            "none" => Ok(SyncMode::None),
+            _ => Err(format!("unknown sync mode {s:?} (expected fsync or none)")),
+        }
+    }
+}
+
+impl std::fmt::Display for SyncMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SyncMode::Fsync => "fsync",
+            SyncMode::None => "none",
+        })
+    }
+}
+
+/// What a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    /// Number of shards (executors); each is pinned to CPU `i % cpus`.
+    pub shards: usize,
+    pub sync: SyncMode,
+    pub engine: EngineConfig,
+    /// Pin shard i to CPU i (false: let the kernel place threads; tests on busy hosts).
+    pub pin_cores: bool,
+}
+
+impl NodeConfig {
+    pub fn new(data_dir: PathBuf) -> NodeConfig {
+        NodeConfig {
+            data_dir,
+            shards: available_cores(),
+            sync: SyncMode::Fsync,
+            engine: EngineConfig::default(),
+            pin_cores: true,
+        }
+    }
+}
+
+/// CPUs this process may run on.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}

@@ -1,0 +1,45 @@
+//! Errors of shard operations. Each maps to one stable protocol error code.
+
+use nextdb_proto::ErrorCode;
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ShardError {
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("value is not a decimal 64-bit integer or the result overflows")]
+    NotAnInteger,
+    #[error("an atomic batch must stay within one partition; keys map to {0} partitions")]
+    CrossPartition(usize),
+    #[error("shard {0} is overloaded")]
+    Busy(usize),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ShardError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ShardError::Storage(_) => ErrorCode::Storage,
+            ShardError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            ShardError::NotAnInteger => ErrorCode::NotAnInteger,
+            ShardError::CrossPartition(_) => ErrorCode::CrossPartition,
+            ShardError::Busy(_) => ErrorCode::Busy,
+            ShardError::ShuttingDown => ErrorCode::ShuttingDown,
+            ShardError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<nextdb_engine::Error> for ShardError {
+    fn from(e: nextdb_engine::Error) -> Self {
+        match e {
+            nextdb_engine::Error::InvalidArgument(m) => ShardError::InvalidArgument(m),
+            other => ShardError::Storage(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Executes operations against the engine of the core that owns them.
+//!
+//! Owned by one core (`Rc<ShardCore>`). Every key the KV API stores is prefixed with
+//! `KV_NAMESPACE` here, so the node's own records and (later) SQL tables can share the
+//! engine without colliding.
+
+use crate::config::{KV_NAMESPACE, SyncMode};
+use crate::error::ShardError;
+use crate::locks::KeyLocks;
+use crate::ops::{BatchOp, BatchResult, ShardOp, ShardReply, ShardResult, TtlState};
+use crate::stats::{ShardStatsSnapshot, Stats, engine_json};
+use nextdb_engine::batch::WriteBatch;
+use nextdb_engine::db::{Db, WriteOptions};
+use nextdb_engine::fs::FileSystem;
+use nextdb_engine::iter::ReadOptions;
+use nextdb_engine::keys::now_ms;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+pub struct ShardCore<F: FileSystem> {
+    pub id: usize,
+    pub db: Rc<Db<F>>,
+    pub sync: SyncMode,
+    locks: KeyLocks,
+    pub stats: RefCell<Stats>,
+}
+
+/// The engine key of a user key.
+#[inline]
+fn ekey(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(KV_NAMESPACE);
+    k.extend_from_slice(key);
+    k
+}
+
+fn parse_int(v: &[u8]) -> Result<i64, ShardError> {
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or(ShardError::NotAnInteger)
+}
+
+fn expiry(ttl_ms: Option<u64>) -> Option<u64> {
+    ttl_ms.map(|t| now_ms().saturating_add(t))
+}
+
+impl<F: FileSystem> ShardCore<F> {
+    pub fn new(id: usize, db: Rc<Db<F>>, sync: SyncMode) -> ShardCore<F> {
+        ShardCore {
+            id,
+            db,
+            sync,
+            locks: KeyLocks::default(),
+            stats: RefCell::new(Stats::default()),
+        }
+    }
+
+    fn wopts(&self) -> WriteOptions {
+        WriteOptions {
+            sync: self.sync == SyncMode::Fsync,
+            ttl_ms: None,
+        }
+    }
+
+    async fn write(&self, b: &WriteBatch) -> Result<(), ShardError> {
+        Ok(self.db.write(b, &self.wopts()).await?)
+    }
+
+    pub async fn execute(&self, op: ShardOp) -> ShardReply {
+        match op {
+            ShardOp::Get { key } => Ok(ShardResult::Value(self.db.get(&ekey(&key)).await?)),
+            ShardOp::Put { key, value, ttl_ms } => {
+                let k = ekey(&key);
+                self.locks.wait_unlocked(&k).await;
+                let mut b = WriteBatch::new();
+                b.put_with_expiry(&k, &value, expiry(ttl_ms))?;
+                self.write(&b).await?;
+                Ok(ShardResult::Done)
+            }
+            ShardOp::Delete { key } => {
+                let k = ekey(&key);
+                self.locks.wait_unlocked(&k).await;
+                let mut b = WriteBatch::new();
+                b.delete(&k)?;
+                self.write(&b).await?;
+                Ok(ShardResult::Done)
+            }
+            ShardOp::Scan {
+                start,
+                end,
+                limit,
+                max_bytes,
+            } => self.scan(start, end, limit, max_bytes).await,
+            ShardOp::Batch { ops } => self.batch(ops).await,
+            ShardOp::Cas {
+                key,
+                expected,
+                new,
+                ttl_ms,
+            } => {
+                let k = ekey(&key);
+                let _g = self.locks.lock(&k).await;
+                let cur = self.read_latest(&k).await?;
+                let current = cur.map(|e| e.value);
+                if current != expected {
+                    return Ok(ShardResult::Cas {
+                        swapped: false,
+                        current,
+                    });
+                }
+                let mut b = WriteBatch::new();
+                match &new {
+                    Some(v) => b.put_with_expiry(&k, v, expiry(ttl_ms))?,
+                    None => b.delete(&k)?,
+                }
+                self.write(&b).await?;
+                Ok(ShardResult::Cas {
+                    swapped: true,
+                    current,
+                })
+            }
+            ShardOp::Incr { key, delta } => {
+                let k = ekey(&key);
+                let _g = self.locks.lock(&k).await;
+                let cur = self.read_latest(&k).await?;
+                let (old, exp) = match &cur {
+                    Some(e) => (parse_int(&e.value)?, e.expires_at_ms),
+                    None => (0, None),
+                };
+                let new = old.checked_add(delta).ok_or(ShardError::NotAnInteger)?;
+                let mut b = WriteBatch::new();
+                b.put_with_expiry(&k, new.to_string().as_bytes(), exp)?;
+                self.write(&b).await?;
+                Ok(ShardResult::Int(new))
+            }
+            ShardOp::Expire { key, ttl_ms } => {
+                let k = ekey(&key);
+                let _g = self.locks.lock(&k).await;
+                let Some(e) = self.read_latest(&k).await? else {
+                    return Ok(ShardResult::Found(false));
+                };
+                let mut b = WriteBatch::new();
+                b.put_with_expiry(&k, &e.value, expiry(ttl_ms))?;
+                self.write(&b).await?;
+                Ok(ShardResult::Found(true))
+            }
+            ShardOp::Ttl { key } => {
+                let e = self.db.get_entry(&ekey(&key), None).await?;
+                Ok(ShardResult::Ttl(match e {
+                    None => TtlState::Missing,
+                    Some(e) => match e.expires_at_ms {
+                        None => TtlState::Persistent,
+                        Some(at) => TtlState::ExpiresIn(at.saturating_sub(now_ms()).max(1)),
+                    },
+                }))
+            }
+            ShardOp::Stats => Ok(ShardResult::Stats(Box::new(self.snapshot()))),
+        }
+    }
+
+    /// Reads at the newest written timestamp, durable or not: the caller holds the
+    /// key lock and its own write is logged after everything it read.
+    async fn read_latest(
+        &self,
+        k: &[u8],
+    ) -> Result<Option<nextdb_engine::db::Entry>, ShardError> {
+        let ts = self.db.written_ts();
+        Ok(self.db.get_entry(k, Some(ts)).await?)
+    }
+
+    async fn scan(
+        &self,
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> ShardReply {
+        let lower = ekey(&start);
+        let upper = match end {
+            Some(e) => ekey(&e),
+            None => vec![KV_NAMESPACE + 1],
+        };
+        let mut it = self
+            .db
+            .iter(ReadOptions {
+                read_ts: None,
+                lower_bound: Some(lower),
+                upper_bound: Some(upper),
+            })
+            .await?;
+        it.seek_to_first().await?;
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        while it.valid() {
+            if entries.len() >= limit || bytes >= max_bytes {
+                return Ok(ShardResult::Entries {
+                    entries,
+                    more: true,
+                });
+            }
+            let k = it.key()[1..].to_vec();
+            let v = it.value().to_vec();
+            bytes += k.len() + v.len();
+            entries.push((k, v));
+            it.next().await?;
+        }
+        Ok(ShardResult::Entries {
+            entries,
+            more: false,
+        })
+    }
+
+    async fn batch(&self, ops: Vec<BatchOp>) -> ShardReply {
+        let mut results = Vec::with_capacity(ops.len());
+        let mut b = WriteBatch::new();
+        for op in &ops {
+            match op {
+                BatchOp::Get { key } => {
+                    results.push(BatchResult::Value(self.db.get(&ekey(key)).await?));
+                }
+                BatchOp::Put { key, value, ttl_ms } => {
+                    let k = ekey(key);
+                    self.locks.wait_unlocked(&k).await;
+                    b.put_with_expiry(&k, value, expiry(*ttl_ms))?;
+                    results.push(BatchResult::Done);
+                }
+                BatchOp::Delete { key } => {
+                    let k = ekey(key);
+                    self.locks.wait_unlocked(&k).await;
+                    b.delete(&k)?;
+                    results.push(BatchResult::Done);
+                }
+            }
+        }
+        self.write(&b).await?;
+        Ok(ShardResult::Batch(results))
+    }
+
+    fn snapshot(&self) -> ShardStatsSnapshot {
+        let st = self.stats.borrow();
+        ShardStatsSnapshot {
+            shard: self.id,
+            ops: st.ops.clone(),
+            conns: st.conns.clone(),
+            cross_core_sent: st.cross_core_sent,
+            cross_core_received: st.cross_core_received,
+            engine: engine_json(&self.db.stats()),
+        }
+    }
+}

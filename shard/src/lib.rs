@@ -1,0 +1,21 @@
+//! `nextdb-shard`: the node. One glommio executor per core, each owning a shard (its
+//! storage engine, its key locks, its counters); a partition map that routes a key to
+//! its owning core; a channel mesh between cores for requests that land on the wrong
+//! one. Services (the native protocol server, later pgwire) run on every core and call
+//! [`ShardContext::call`], which executes locally or sends the operation to the owner.
+
+pub mod config;
+pub mod error;
+pub mod exec;
+pub mod locks;
+pub mod meta;
+pub mod node;
+pub mod ops;
+pub mod routing;
+pub mod shutdown;
+pub mod stats;
+
+pub use config::{NodeConfig, SyncMode};
+pub use error::ShardError;
+pub use node::{Node, ShardContext};
+pub use ops::{ShardOp, ShardResult};

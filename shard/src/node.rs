@@ -1,0 +1,504 @@
+//! Starting and stopping a node: one executor thread per shard, the channel mesh
+//! between them, and the per-core context that services use.
+
+use crate::config::{
+    IO_MEMORY_PER_SHARD, MEMLOCK_MARGIN_BYTES, MESH_QUEUE_DEPTH, NodeConfig, SHUTDOWN_POLL,
+    SYNC_NONE_INTERVAL, SyncMode,
+};
+use crate::error::ShardError;
+use crate::exec::ShardCore;
+use crate::meta;
+use crate::ops::{BatchOp, BatchResult, ShardOp, ShardReply, ShardResult};
+use crate::routing::PartitionMap;
+use crate::shutdown::Shutdown;
+use crate::stats::{ShardStatsSnapshot, node_json};
+use futures_lite::future;
+use glommio::channels::channel_mesh::{MeshBuilder, Senders};
+use glommio::{Latency, Placement, Shares};
+use nextdb_engine::db::Db;
+use nextdb_engine::fs::glommio_fs::DmaFs;
+use nextdb_engine::sync::Notify;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+
+/// A request for another core and where its answer goes.
+pub struct Envelope {
+    op: ShardOp,
+    reply: flume::Sender<ShardReply>,
+}
+
+/// What every service on a core sees: its shard, the routing map, the mesh.
+pub struct ShardContext {
+    pub id: usize,
+    pub shards: usize,
+    pub map: PartitionMap,
+    pub core: Rc<ShardCore<DmaFs>>,
+    pub sync: SyncMode,
+    mesh: Senders<Envelope>,
+    /// shard id → mesh peer index (join order decides peer indexes).
+    peers: Arc<Vec<AtomicUsize>>,
+    shutdown: Arc<Shutdown>,
+    stop_local: Notify,
+}
+
+impl ShardContext {
+    /// Whether the node is shutting down.
+    pub fn is_stopping(&self) -> bool {
+        self.shutdown.is_stopping()
+    }
+
+    /// Completes once shutdown begins (noticed by this core).
+    pub async fn stopped(&self) {
+        loop {
+            let w = self.stop_local.wait();
+            if self.is_stopping() {
+                return;
+            }
+            w.await;
+        }
+    }
+
+    /// A service cannot run (e.g. its port is taken): stop the whole node with `why`.
+    pub fn fail(&self, why: String) {
+        eprintln!("nextdb: shard {}: {why}", self.id);
+        self.shutdown.fail_with(why);
+    }
+
+    /// Called by a service once it accepts requests on this core; the node reports
+    /// ready when every core has.
+    pub fn mark_ready(&self, what: &str) {
+        if self.shutdown.mark_ready() == self.shards {
+            println!("nextdb: ready: {what} on {} shards", self.shards);
+        }
+    }
+
+    /// Runs `op` on `shard`: directly when it is this core, else through the mesh.
+    pub async fn call(&self, shard: usize, op: ShardOp) -> ShardReply {
+        if shard == self.id {
+            return self.core.execute(op).await;
+        }
+        let (tx, rx) = flume::bounded(1);
+        let peer = self.peers[shard].load(Ordering::Relaxed);
+        self.core.stats.borrow_mut().cross_core_sent += 1;
+        if self
+            .mesh
+            .send_to(peer, Envelope { op, reply: tx })
+            .await
+            .is_err()
+        {
+            return Err(ShardError::ShuttingDown);
+        }
+        rx.recv_async()
+            .await
+            .unwrap_or(Err(ShardError::ShuttingDown))
+    }
+
+    /// Runs a single-key operation on the core that owns its key.
+    pub async fn route(&self, op: ShardOp) -> ShardReply {
+        let shard = match op.routing_key() {
+            Some(k) => self.map.shard_of(k),
+            None => self.id,
+        };
+        self.call(shard, op).await
+    }
+
+    /// Up to `limit` entries of `[start, end)` in key order across every shard, and
+    /// the key to resume after (None: the range is exhausted).
+    pub async fn scan(
+        &self,
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>), ShardError> {
+        let calls = (0..self.shards).map(|s| {
+            self.call(
+                s,
+                ShardOp::Scan {
+                    start: start.clone(),
+                    end: end.clone(),
+                    limit,
+                    max_bytes,
+                },
+            )
+        });
+        let replies = join_all(calls.collect()).await;
+        let mut merged = Vec::new();
+        // A shard that stopped early may hold keys after its last one: the page must
+        // end at the smallest such last key, or the next page would skip them.
+        let mut cut: Option<Vec<u8>> = None;
+        for r in replies {
+            match r? {
+                ShardResult::Entries { entries, more } => {
+                    if more && let Some((last, _)) = entries.last() {
+                        if cut.as_ref().is_none_or(|c| last < c) {
+                            cut = Some(last.clone());
+                        }
+                    }
+                    merged.extend(entries);
+                }
+                _ => return Err(ShardError::Internal("scan answered with another result".into())),
+            }
+        }
+        merged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut truncated = cut.is_some();
+        if let Some(c) = &cut {
+            merged.retain(|(k, _)| k <= c);
+        }
+        let mut bytes = 0usize;
+        let mut keep = 0usize;
+        for (k, v) in &merged {
+            if keep >= limit || (keep > 0 && bytes + k.len() + v.len() > max_bytes) {
+                break;
+            }
+            bytes += k.len() + v.len();
+            keep += 1;
+        }
+        if keep < merged.len() {
+            truncated = true;
+            merged.truncate(keep);
+        }
+        let resume = if truncated {
+            merged.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        Ok((merged, resume))
+    }
+
+    /// A batch. Atomic batches must stay in one partition; others are split by owner,
+    /// run on every owner concurrently (each part atomic on its shard) and gathered in
+    /// request order.
+    pub async fn batch(&self, atomic: bool, ops: Vec<BatchOp>) -> Result<Vec<BatchResult>, ShardError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut parts: Vec<(usize, Vec<usize>, Vec<BatchOp>)> = Vec::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            let s = self.map.shard_of(op.key());
+            match parts.iter_mut().find(|p| p.0 == s) {
+                Some(p) => {
+                    p.1.push(i);
+                    p.2.push(op);
+                }
+                None => parts.push((s, vec![i], vec![op])),
+            }
+        }
+        if atomic {
+            let mut partitions: Vec<u32> = Vec::new();
+            for p in &parts {
+                for op in &p.2 {
+                    let id = self.map.partition_of(op.key()).id;
+                    if !partitions.contains(&id) {
+                        partitions.push(id);
+                    }
+                }
+            }
+            if partitions.len() > 1 {
+                return Err(ShardError::CrossPartition(partitions.len()));
+            }
+        }
+        let total: usize = parts.iter().map(|p| p.1.len()).sum();
+        let mut indexes = Vec::with_capacity(parts.len());
+        let mut calls = Vec::with_capacity(parts.len());
+        for (s, idx, ops) in parts {
+            indexes.push(idx);
+            calls.push(self.call(s, ShardOp::Batch { ops }));
+        }
+        let replies = join_all(calls).await;
+        let mut out: Vec<Option<BatchResult>> = (0..total).map(|_| None).collect();
+        for (idx, r) in indexes.into_iter().zip(replies) {
+            match r? {
+                ShardResult::Batch(results) if results.len() == idx.len() => {
+                    for (i, res) in idx.into_iter().zip(results) {
+                        out[i] = Some(res);
+                    }
+                }
+                _ => return Err(ShardError::Internal("batch answered with another result".into())),
+            }
+        }
+        out.into_iter()
+            .map(|r| r.ok_or_else(|| ShardError::Internal("batch result missing".into())))
+            .collect()
+    }
+
+    /// The STATS document of the whole node.
+    pub async fn stats_json(&self) -> Result<String, ShardError> {
+        let calls = (0..self.shards).map(|s| self.call(s, ShardOp::Stats)).collect();
+        let mut snaps: Vec<ShardStatsSnapshot> = Vec::new();
+        for r in join_all(calls).await {
+            match r? {
+                ShardResult::Stats(s) => snaps.push(*s),
+                _ => return Err(ShardError::Internal("stats answered with another result".into())),
+            }
+        }
+        Ok(node_json(&snaps, &self.sync.to_string()).to_string())
+    }
+}
+
+/// Polls every future until all complete; results in input order.
+pub async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// Why a node could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    Memlock(String),
+    #[error("{0}")]
+    DataDir(String),
+    #[error("cannot start shard {shard}: {why}")]
+    Executor { shard: usize, why: String },
+    #[error("shard {shard} failed: {why}")]
+    Shard { shard: usize, why: String },
+    #[error("{0}")]
+    Service(String),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+pub struct Node;
+
+impl Node {
+    /// Locked memory the node needs: registered I/O buffers of every shard.
+    pub fn memlock_needed(shards: usize) -> u64 {
+        shards as u64 * IO_MEMORY_PER_SHARD as u64 + MEMLOCK_MARGIN_BYTES
+    }
+
+    /// Raises RLIMIT_MEMLOCK as far as it can; fails with the command to run if the
+    /// limit stays below what the shards need.
+    pub fn ensure_memlock(shards: usize) -> Result<Option<String>, NodeError> {
+        let note = nextdb_engine::fs::glommio_fs::raise_memlock_limit().err();
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we pass.
+        if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
+            return Err(NodeError::Memlock(format!(
+                "cannot read RLIMIT_MEMLOCK: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        let need = Self::memlock_needed(shards);
+        if (lim.rlim_cur as u64) < need {
+            return Err(NodeError::Memlock(format!(
+                "RLIMIT_MEMLOCK is {} bytes; {shards} shards need {need}. Run `ulimit -l unlimited` \
+                 before starting nextdb (or set LimitMEMLOCK=infinity in its systemd unit, or \
+                 `--ulimit memlock=-1` for docker)",
+                lim.rlim_cur
+            )));
+        }
+        Ok(note.map(|n| {
+            format!("{n} (continuing: {} bytes are enough for {shards} shards with small I/O buffers)", lim.rlim_cur)
+        }))
+    }
+
+    /// Runs the node until SIGINT/SIGTERM (or `shutdown.stop()`), calling `service`
+    /// once on every core. Returns after every core has drained and closed its engine.
+    pub fn run<S, Fut>(cfg: NodeConfig, shutdown: Arc<Shutdown>, service: S) -> Result<(), NodeError>
+    where
+        S: Fn(Rc<ShardContext>) -> Fut + Send + Sync + Clone + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let shards = cfg.shards;
+        meta::check_or_create(&cfg.data_dir, shards).map_err(NodeError::DataDir)?;
+        let mesh = MeshBuilder::<Envelope, _>::full(shards, MESH_QUEUE_DEPTH);
+        let peers: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..shards).map(|_| AtomicUsize::new(usize::MAX)).collect());
+        let cpus = crate::config::available_cores();
+        let mut handles = Vec::new();
+        for id in 0..shards {
+            let placement = if cfg.pin_cores {
+                Placement::Fixed(id % cpus)
+            } else {
+                Placement::Unbound
+            };
+            let (cfg, mesh, peers, shutdown, service) = (
+                cfg.clone(),
+                mesh.clone(),
+                peers.clone(),
+                shutdown.clone(),
+                service.clone(),
+            );
+            let h = nextdb_engine::runtime::executor_builder(placement)
+                .name(&format!("nextdb-shard-{id}"))
+                .spawn(move || async move {
+                    run_shard(id, cfg, mesh, peers, shutdown.clone(), service)
+                        .await
+                        .inspect_err(|_| shutdown.fail())
+                })
+                .map_err(|e| NodeError::Executor {
+                    shard: id,
+                    why: e.to_string(),
+                })?;
+            handles.push(h);
+        }
+        let mut first_err = None;
+        for (id, h) in handles.into_iter().enumerate() {
+            let r = match h.join() {
+                Ok(r) => r,
+                Err(e) => Err(format!("executor failed: {e}")),
+            };
+            if let Err(why) = r
+                && first_err.is_none()
+            {
+                first_err = Some(NodeError::Shard { shard: id, why });
+            }
+        }
+        if first_err.is_none()
+            && let Some(why) = shutdown.failure()
+        {
+            first_err = Some(NodeError::Service(why));
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+async fn run_shard<S, Fut>(
+    id: usize,
+    cfg: NodeConfig,
+    mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
+    peers: Arc<Vec<AtomicUsize>>,
+    shutdown: Arc<Shutdown>,
+    service: S,
+) -> Result<(), String>
+where
+    S: Fn(Rc<ShardContext>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let shards = cfg.shards;
+    // Joining is a barrier: every core gets here before any proceeds.
+    let (senders, receivers) = mesh
+        .join()
+        .await
+        .map_err(|_| "cannot join the channel mesh".to_string())?;
+    peers[id].store(senders.peer_id(), Ordering::SeqCst);
+    let dir = cfg.data_dir.join(format!("shard-{id}"));
+    let opened = async {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Db::open(DmaFs::new(), &dir, cfg.engine.clone())
+            .await
+            .map_err(|e| format!("cannot open the engine in {}: {e}", dir.display()))
+    }
+    .await;
+    let db = match opened {
+        Ok(db) => db,
+        Err(e) => {
+            shutdown.fail();
+            shutdown.mark_drained();
+            return Err(e);
+        }
+    };
+    nextdb_engine::runtime::spawn_background(&db).map_err(|e| e.to_string())?;
+    let core = Rc::new(ShardCore::new(id, db.clone(), cfg.sync));
+
+    // Requests from other cores: answered inline when they finish on the first poll
+    // (memtable or cached reads), else in their own task.
+    let mut receivers = receivers;
+    for (_, stream) in receivers.streams() {
+        let core = core.clone();
+        glommio::spawn_local(async move {
+            while let Some(env) = stream.recv().await {
+                core.stats.borrow_mut().cross_core_received += 1;
+                let Envelope { op, reply } = env;
+                let mut fut = Box::pin({
+                    let core = core.clone();
+                    async move { core.execute(op).await }
+                });
+                match future::poll_once(&mut fut).await {
+                    Some(r) => {
+                        let _ = reply.try_send(r);
+                    }
+                    None => {
+                        glommio::spawn_local(async move {
+                            let r = fut.await;
+                            let _ = reply.try_send(r);
+                        })
+                        .detach();
+                    }
+                }
+            }
+        })
+        .detach();
+    }
+
+    // Wait until every core opened its engine (or one failed) before serving.
+    shutdown.mark_opened();
+    while shutdown.opened() < shards && !shutdown.is_stopping() {
+        glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
+    }
+
+    let stop_local = Notify::new();
+    {
+        let (sd, n) = (shutdown.clone(), stop_local.clone());
+        glommio::spawn_local(async move {
+            while !sd.is_stopping() {
+                glommio::timer::sleep(SHUTDOWN_POLL).await;
+            }
+            n.notify_all();
+        })
+        .detach();
+    }
+    if cfg.sync == SyncMode::None {
+        let (db, sd) = (db.clone(), shutdown.clone());
+        let tq = glommio::executor().create_task_queue(Shares::Static(100), Latency::NotImportant, "nextdb-sync-tick");
+        glommio::spawn_local_into(
+            async move {
+                while !sd.is_stopping() {
+                    glommio::timer::sleep(SYNC_NONE_INTERVAL).await;
+                    if let Err(e) = db.sync_log().await {
+                        tracing::error!(error = %e, "periodic log sync failed");
+                    }
+                }
+            },
+            tq,
+        )
+        .map_err(|e| e.to_string())?
+        .detach();
+    }
+
+    let ctx = Rc::new(ShardContext {
+        id,
+        shards,
+        map: PartitionMap::even(shards),
+        core,
+        sync: cfg.sync,
+        mesh: senders,
+        peers,
+        shutdown: shutdown.clone(),
+        stop_local,
+    });
+    if !shutdown.is_stopping() {
+        service(ctx.clone()).await;
+    }
+    // Drained: no connection of this core waits for anything. Other cores may still
+    // call into this engine until they drain too.
+    shutdown.mark_drained();
+    while shutdown.drained() < shards {
+        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let closed = db.close().await;
+    drop(ctx);
+    closed.map_err(|e| format!("closing the engine failed: {e}"))
+}

@@ -1,0 +1,223 @@
+//! `nextdb serve`: a node with one shard per core and the native protocol on every one.
+//!
+//! Settings come from flags, then `NEXTDB_*` environment variables, then a TOML file
+//! (`--config`), then defaults; the resolved settings are printed at start.
+
+use clap::Args;
+use nextdb_net::{ServerConfig, UserStore};
+use nextdb_shard::config::available_cores;
+use nextdb_shard::node::Node;
+use nextdb_shard::shutdown::Shutdown;
+use nextdb_shard::{NodeConfig, SyncMode};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+pub const DEFAULT_DATA_DIR: &str = "nextdb-data";
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (flags and environment win).
+    #[arg(long, env = "NEXTDB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (a file system with O_DIRECT, e.g. ext4 or xfs).
+    #[arg(long, env = "NEXTDB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the native protocol, bound on every core (SO_REUSEPORT).
+    #[arg(long, env = "NEXTDB_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Shards (one executor per core). Default: every core. Fixed once data exists.
+    #[arg(long, env = "NEXTDB_SHARDS")]
+    pub shards: Option<usize>,
+    /// When a write is acknowledged: `fsync` (durable, default) or `none` (UNSAFE,
+    /// benchmarks only: the last ~10 ms of acknowledged writes are lost in a crash).
+    #[arg(long, env = "NEXTDB_SYNC")]
+    pub sync: Option<SyncMode>,
+    /// Accept clients without authentication (local development only).
+    #[arg(long, env = "NEXTDB_INSECURE")]
+    pub insecure: Option<Option<bool>>,
+    /// Memtable size per shard in MiB.
+    #[arg(long, env = "NEXTDB_MEMTABLE_MB")]
+    pub memtable_mb: Option<usize>,
+    /// Block cache per shard in MiB.
+    #[arg(long, env = "NEXTDB_BLOCK_CACHE_MB")]
+    pub block_cache_mb: Option<usize>,
+    /// Connections each core accepts before refusing new ones.
+    #[arg(long, env = "NEXTDB_MAX_CONNECTIONS")]
+    pub max_connections_per_shard: Option<usize>,
+    /// Let the kernel place shard threads instead of pinning shard i to CPU i.
+    #[arg(long, env = "NEXTDB_NO_PIN")]
+    pub no_pin: Option<Option<bool>>,
+}
+
+/// The TOML file: the same settings, snake_case.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    shards: Option<usize>,
+    sync: Option<String>,
+    insecure: Option<bool>,
+    memtable_mb: Option<usize>,
+    block_cache_mb: Option<usize>,
+    max_connections_per_shard: Option<usize>,
+    no_pin: Option<bool>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub shards: usize,
+    pub sync: SyncMode,
+    pub insecure: bool,
+    pub memtable_mb: usize,
+    pub block_cache_mb: usize,
+    pub max_connections_per_shard: usize,
+    pub pin: bool,
+}
+
+fn flag(v: Option<Option<bool>>) -> Option<bool> {
+    // `--insecure` alone means true; `--insecure=false` or NEXTDB_INSECURE=false too.
+    v.map(|x| x.unwrap_or(true))
+}
+
+impl ServeArgs {
+    pub fn resolve(self) -> Result<Settings, String> {
+        let file: FileConfig = match &self.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let engine = nextdb_engine::EngineConfig::default();
+        let sync = match (self.sync, file.sync) {
+            (Some(s), _) => s,
+            (None, Some(s)) => s.parse()?,
+            (None, None) => SyncMode::Fsync,
+        };
+        let listen = match (self.listen, file.listen) {
+            (Some(a), _) | (None, Some(a)) => a,
+            (None, None) => DEFAULT_LISTEN
+                .parse()
+                .map_err(|e| format!("default listen address: {e}"))?,
+        };
+        let s = Settings {
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen,
+            shards: self.shards.or(file.shards).unwrap_or_else(available_cores),
+            sync,
+            insecure: flag(self.insecure).or(file.insecure).unwrap_or(false),
+            memtable_mb: self
+                .memtable_mb
+                .or(file.memtable_mb)
+                .unwrap_or(engine.memtable_bytes >> 20),
+            block_cache_mb: self
+                .block_cache_mb
+                .or(file.block_cache_mb)
+                .unwrap_or(engine.block_cache_bytes >> 20),
+            max_connections_per_shard: self
+                .max_connections_per_shard
+                .or(file.max_connections_per_shard)
+                .unwrap_or(nextdb_net::config::MAX_CONNECTIONS_PER_SHARD),
+            pin: !flag(self.no_pin).or(file.no_pin).unwrap_or(false),
+        };
+        if s.shards == 0 || s.shards > 256 {
+            return Err(format!("--shards must be 1..=256, not {}", s.shards));
+        }
+        if s.memtable_mb == 0 || s.block_cache_mb == 0 {
+            return Err("--memtable-mb and --block-cache-mb must be at least 1".into());
+        }
+        Ok(s)
+    }
+}
+
+pub fn run(args: ServeArgs) -> i32 {
+    let s = match args.resolve() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("nextdb: {e}");
+            return 2;
+        }
+    };
+    match serve(s) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("nextdb: {e}");
+            1
+        }
+    }
+}
+
+/// Runs a node with `s` until SIGINT/SIGTERM.
+pub fn serve(s: Settings) -> Result<(), String> {
+    serve_with(s, Shutdown::new(), true)
+}
+
+/// Runs a node; `shutdown` lets an embedding caller (the demo) stop it.
+pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result<(), String> {
+    match Node::ensure_memlock(s.shards) {
+        Ok(Some(note)) => eprintln!("nextdb: note: {note}"),
+        Ok(None) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    std::fs::create_dir_all(&s.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", s.data_dir.display()))?;
+    let users = UserStore::load(&s.data_dir).map_err(|e| e.to_string())?;
+    if !s.insecure && users.is_empty() {
+        return Err(format!(
+            "no users in {}: create one with `nextdb admin user add NAME --data-dir {}` \
+             (password from NEXTDB_PASSWORD or standard input), or start with --insecure \
+             for local development",
+            UserStore::path(&s.data_dir).display(),
+            s.data_dir.display()
+        ));
+    }
+    println!("nextdb {} starting", env!("CARGO_PKG_VERSION"));
+    println!("  data_dir                  = {}", s.data_dir.display());
+    println!("  listen                    = {}", s.listen);
+    println!("  shards                    = {}{}", s.shards, if s.pin { " (pinned to cores)" } else { "" });
+    println!("  sync                      = {}", s.sync);
+    println!("  memtable_mb               = {}", s.memtable_mb);
+    println!("  block_cache_mb            = {}", s.block_cache_mb);
+    println!("  max_connections_per_shard = {}", s.max_connections_per_shard);
+    println!("  auth                      = {}", if s.insecure { "NONE (--insecure)".to_string() } else { format!("SCRAM-SHA-256 ({} users)", users.names().count()) });
+    if s.insecure {
+        eprintln!("nextdb: WARNING: --insecure: any client can read and write without authenticating. Local development only.");
+    }
+    if s.sync == SyncMode::None {
+        eprintln!("nextdb: WARNING: --sync none: writes are acknowledged before they are durable; a crash loses the last ~10 ms of acknowledged writes. Benchmarks only.");
+    }
+    if signals {
+        shutdown.register_signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    }
+    let mut node = NodeConfig::new(s.data_dir.clone());
+    node.shards = s.shards;
+    node.sync = s.sync;
+    node.pin_cores = s.pin;
+    node.engine.memtable_bytes = s.memtable_mb << 20;
+    node.engine.block_cache_bytes = s.block_cache_mb << 20;
+    let mut server = ServerConfig::new(s.listen, s.insecure, Arc::new(users));
+    server.max_connections_per_shard = s.max_connections_per_shard;
+    let server = Arc::new(server);
+    let result = Node::run(node, shutdown, move |ctx| {
+        let server = server.clone();
+        async move { nextdb_net::serve(ctx, server).await }
+    });
+    match result {
+        Ok(()) => {
+            println!("nextdb: stopped cleanly");
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
