@@ -22,6 +22,8 @@ pub struct Server {
     pub proto: Proto,
     child: Option<Child>,
     log: PathBuf,
+    /// Removed once the server has exited (the log stays).
+    data: PathBuf,
 }
 
 /// A port nobody listens on now (the kernel's choice; a tiny race is acceptable).
@@ -44,6 +46,7 @@ impl Server {
         addr: SocketAddr,
         proto: Proto,
         log: PathBuf,
+        data: PathBuf,
     ) -> Result<Server> {
         let out = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone()?;
@@ -64,6 +67,7 @@ impl Server {
             proto,
             child: Some(child),
             log,
+            data,
         };
         s.wait_ready()?;
         Ok(s)
@@ -110,8 +114,16 @@ impl Server {
         Ok(())
     }
 
-    /// SIGTERM, then SIGKILL if it has not exited after 10 s.
+    /// SIGTERM, then SIGKILL if it has not exited after 10 s; then removes its data.
     pub fn stop(&mut self) -> Result<()> {
+        let res = self.terminate();
+        if self.child.is_none() && self.data.exists() {
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
+        res
+    }
+
+    fn terminate(&mut self) -> Result<()> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
@@ -181,6 +193,7 @@ pub fn start_nextdb(bin: &Path, dir: &Path, sync: &str) -> Result<Server> {
         addr,
         Proto::Native,
         log,
+        data,
     )
 }
 
@@ -221,5 +234,6 @@ pub fn start_redis(bin: &str, dir: &Path, durable: bool) -> Result<Server> {
         loopback(port),
         Proto::Resp,
         dir.join(format!("{tag}.log")),
+        data,
     )
 }
