@@ -3,6 +3,7 @@
 
 mod dbbench;
 mod engine;
+mod kv;
 mod report;
 mod workload;
 
@@ -20,12 +21,15 @@ struct Cli {
 enum Suite {
     /// Storage engine vs RocksDB's db_bench (fillseq, fillrandom, readrandom, ...).
     Engine(engine::EngineArgs),
+    /// NextDB server (native protocol) vs Redis 7 (our driver and redis-benchmark).
+    Kv(kv::KvArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let res = match cli.suite {
         Suite::Engine(args) => engine::run(args),
+        Suite::Kv(args) => kv::run(args),
     };
     if let Err(e) = res {
         eprintln!("nextdb-perf: {e}");

@@ -32,7 +32,7 @@ impl Measured {
         }
     }
 
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         let mut v = json!({
             "ops_per_s": round(self.ops_per_s),
             "p50_us": round(self.p50_us),

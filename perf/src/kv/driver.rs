@@ -1,0 +1,491 @@
+//! The load generator, one for both servers so the client costs the same: a
+//! single-threaded tokio runtime (like redis-benchmark's one event loop), one task per
+//! connection, each writing `pipeline` requests in one write and reading all their
+//! replies before the next batch. Latency is per request, from the batch's write (or,
+//! when paced and behind schedule, from when it was due) to its reply, in a per-task
+//! hdrhistogram merged at the end.
+
+use super::keys::{
+    Dist, FastRng, KEY_BYTES, KeyChooser, ValuePool, ZIPF_THETA, Zipfian, format_key,
+};
+use super::native::{self, Outcome};
+use super::resp::{self, Reply};
+use hdrhistogram::Histogram;
+use nextdb_proto::Response;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Result<T> = std::result::Result<T, BoxError>;
+
+/// Which wire protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// NextDB's native protocol v1.
+    Native,
+    /// RESP2 (Redis).
+    Resp,
+}
+
+/// One benchmark run's parameters.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub keys: u64,
+    pub dist: Dist,
+    /// Fraction of operations that are GETs; the rest are PUT / SET.
+    pub get_ratio: f64,
+    pub connections: usize,
+    pub pipeline: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// Requests per second over all connections; None: closed loop, as fast as
+    /// replies come back.
+    pub rate: Option<f64>,
+    pub seed: u64,
+}
+
+/// What a run measured (only requests sent and answered inside the measured window).
+#[derive(Debug)]
+pub struct RunResult {
+    pub ops: u64,
+    pub gets: u64,
+    pub puts: u64,
+    /// GETs that found no value (after a load there should be none).
+    pub misses: u64,
+    /// Error replies (not counted in `ops`).
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Latency in nanoseconds.
+    pub hist: Histogram<u64>,
+    pub secs: f64,
+}
+
+fn new_hist() -> Result<Histogram<u64>> {
+    // 1 ns .. 100 s, 3 significant digits.
+    Ok(Histogram::new_with_bounds(1, 100_000_000_000, 3)?)
+}
+
+/// A connection after its handshake, with its buffers.
+pub struct Conn {
+    stream: TcpStream,
+    proto: Proto,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    wbuf: Vec<u8>,
+}
+
+impl Conn {
+    pub async fn connect(addr: SocketAddr, proto: Proto) -> Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let mut c = Conn {
+            stream,
+            proto,
+            rbuf: Vec::with_capacity(64 << 10),
+            rpos: 0,
+            wbuf: Vec::with_capacity(16 << 10),
+        };
+        if proto == Proto::Native {
+            c.wbuf.clear();
+            native::encode_hello(0, &mut c.wbuf);
+            c.stream.write_all(&c.wbuf).await?;
+            match c.read_frame().await? {
+                Response::HelloOk(h) if h.authenticated => {}
+                Response::HelloOk(_) => {
+                    return Err(
+                        "HELLO: the server wants authentication (start it with --insecure)".into(),
+                    );
+                }
+                Response::Error { code, message } => {
+                    return Err(format!("HELLO refused: error {code}: {message}").into());
+                }
+                other => return Err(format!("HELLO: unexpected reply {other:?}").into()),
+            }
+        }
+        Ok(c)
+    }
+
+    /// Reads more bytes into the buffer; EOF is an error (a reply was expected).
+    async fn fill(&mut self) -> Result<()> {
+        if self.rpos > 0 && self.rpos == self.rbuf.len() {
+            self.rbuf.clear();
+            self.rpos = 0;
+        } else if self.rpos > (32 << 10) {
+            self.rbuf.drain(..self.rpos);
+            self.rpos = 0;
+        }
+        if self.rbuf.capacity() - self.rbuf.len() < (16 << 10) {
+            self.rbuf.reserve(64 << 10);
+        }
+        let n = self.stream.read_buf(&mut self.rbuf).await?;
+        if n == 0 {
+            return Err("the server closed the connection".into());
+        }
+        Ok(())
+    }
+
+    /// The next native frame as a `Response` (handshake and PING only).
+    async fn read_frame(&mut self) -> Result<Response> {
+        loop {
+            if let Some((_, r, n)) = native::decode_frame(&self.rbuf[self.rpos..])? {
+                self.rpos += n;
+                return Ok(r);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// The next reply: the request id it answers (native) or None (RESP: in order).
+    pub async fn read_reply(&mut self) -> Result<(Option<u32>, Outcome)> {
+        loop {
+            let buf = &self.rbuf[self.rpos..];
+            let parsed = match self.proto {
+                Proto::Native => native::decode(buf)?.map(|(id, o, n)| (Some(id), o, n)),
+                Proto::Resp => resp::parse(buf)?.map(|(r, n)| (None, resp_outcome(r), n)),
+            };
+            if let Some((id, o, n)) = parsed {
+                self.rpos += n;
+                return Ok((id, o));
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// PING, answered (readiness checks).
+    pub async fn ping(&mut self) -> Result<()> {
+        self.wbuf.clear();
+        match self.proto {
+            Proto::Native => native::encode_ping(1, &mut self.wbuf),
+            Proto::Resp => resp::encode_command(&[b"PING"], &mut self.wbuf),
+        }
+        self.stream.write_all(&self.wbuf).await?;
+        match self.proto {
+            Proto::Native => match self.read_frame().await? {
+                Response::Pong { .. } => Ok(()),
+                other => Err(format!("PING: unexpected reply {other:?}").into()),
+            },
+            Proto::Resp => match self.read_reply().await? {
+                (_, Outcome::Done) => Ok(()),
+                (_, other) => Err(format!("PING: unexpected reply {other:?}").into()),
+            },
+        }
+    }
+
+    #[inline]
+    fn push_request(&mut self, is_get: bool, key: &[u8], value: &[u8], id: u32) {
+        match (self.proto, is_get) {
+            (Proto::Native, true) => native::encode_get(key, id, &mut self.wbuf),
+            (Proto::Native, false) => native::encode_put(key, value, id, &mut self.wbuf),
+            (Proto::Resp, true) => resp::encode_get(key, &mut self.wbuf),
+            (Proto::Resp, false) => resp::encode_set(key, value, &mut self.wbuf),
+        }
+    }
+}
+
+fn resp_outcome(r: Reply<'_>) -> Outcome {
+    match r {
+        Reply::Bulk(Some(_)) => Outcome::Hit,
+        Reply::Bulk(None) => Outcome::Miss,
+        Reply::Error(e) => Outcome::Error {
+            code: 0,
+            message: String::from_utf8_lossy(e).into_owned(),
+            closes: false,
+        },
+        Reply::Simple(_) | Reply::Int(_) | Reply::Array(_) => Outcome::Done,
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Connects, does the handshake and one PING; for waiting until a server is up.
+pub fn probe(addr: SocketAddr, proto: Proto, timeout: Duration) -> Result<()> {
+    runtime()?.block_on(async move {
+        tokio::time::timeout(timeout, async move {
+            let mut c = Conn::connect(addr, proto).await?;
+            c.ping().await
+        })
+        .await
+        .map_err(|_| BoxError::from("timed out"))?
+    })
+}
+
+async fn connect_all(addr: SocketAddr, proto: Proto, n: usize) -> Result<Vec<Conn>> {
+    let handles: Vec<_> = (0..n)
+        .map(|_| tokio::spawn(Conn::connect(addr, proto)))
+        .collect();
+    let mut conns = Vec::with_capacity(n);
+    for h in handles {
+        conns.push(h.await??);
+    }
+    Ok(conns)
+}
+
+/// Writes keys `0..keys` (value `i` of the pool for key `i`) over `connections`
+/// connections, `depth` requests per batch. Returns the seconds it took.
+pub fn load(
+    addr: SocketAddr,
+    proto: Proto,
+    keys: u64,
+    values: &Arc<ValuePool>,
+    connections: usize,
+    depth: usize,
+) -> Result<f64> {
+    let connections = connections.max(1);
+    let depth = depth.max(1);
+    runtime()?.block_on(async move {
+        let start = Instant::now();
+        let conns = connect_all(addr, proto, connections).await?;
+        let mut handles = Vec::new();
+        for (i, mut c) in conns.into_iter().enumerate() {
+            let lo = keys * i as u64 / connections as u64;
+            let hi = keys * (i as u64 + 1) / connections as u64;
+            let values = Arc::clone(values);
+            handles.push(tokio::spawn(async move {
+                let mut key = [0u8; KEY_BYTES];
+                let mut id = 0u32;
+                let mut next = lo;
+                while next < hi {
+                    let end = (next + depth as u64).min(hi);
+                    c.wbuf.clear();
+                    for k in next..end {
+                        format_key(k, &mut key);
+                        c.push_request(false, &key, values.get(k), id);
+                        id = id.wrapping_add(1);
+                    }
+                    c.stream.write_all(&c.wbuf).await?;
+                    for _ in next..end {
+                        match c.read_reply().await? {
+                            (_, Outcome::Done) => {}
+                            (_, other) => return Err(format!("load: {other:?}").into()),
+                        }
+                    }
+                    next = end;
+                }
+                Ok::<(), BoxError>(())
+            }));
+        }
+        for h in handles {
+            h.await??;
+        }
+        Ok(start.elapsed().as_secs_f64())
+    })
+}
+
+struct Window {
+    /// Pacing starts here (warm-up included).
+    t0: Instant,
+    /// Requests sent from here on and answered before `end` are measured.
+    measure_from: Instant,
+    end: Instant,
+}
+
+#[derive(Debug)]
+struct ConnStats {
+    ops: u64,
+    gets: u64,
+    puts: u64,
+    misses: u64,
+    errors: u64,
+    first_error: Option<String>,
+    hist: Histogram<u64>,
+}
+
+async fn drive(
+    mut c: Conn,
+    w: Arc<Workload>,
+    values: Arc<ValuePool>,
+    zipf: Option<Arc<Zipfian>>,
+    index: usize,
+    win: Arc<Window>,
+) -> Result<ConnStats> {
+    let seed = w.seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut keys = KeyChooser::new(w.keys, w.dist, zipf.as_deref(), seed);
+    let mut ops_rng = FastRng::new(seed ^ 0xABCD);
+    let pipeline = w.pipeline.max(1);
+    let mut st = ConnStats {
+        ops: 0,
+        gets: 0,
+        puts: 0,
+        misses: 0,
+        errors: 0,
+        first_error: None,
+        hist: new_hist()?,
+    };
+    // Per-connection pacing: one batch every `interval`, starting at a random offset so
+    // the connections do not send in lockstep.
+    let interval = w
+        .rate
+        .map(|r| Duration::from_secs_f64(w.connections as f64 * pipeline as f64 / r));
+    let mut due = match interval {
+        Some(iv) => win.t0 + iv.mul_f64(ops_rng.unit()),
+        None => win.t0,
+    };
+    let mut is_get = vec![false; pipeline];
+    let mut answered = vec![false; pipeline];
+    let mut key = [0u8; KEY_BYTES];
+    let mut id: u32 = 0;
+    let mut value_ix = seed;
+    loop {
+        // When paced: a batch due in the future waits for its time and is timed from
+        // its write (the timer's lateness is the client's, not the server's); a batch
+        // already overdue (the previous replies came late) is timed from when it was
+        // due, so a slow server is not hidden by the client waiting for it
+        // (coordinated omission).
+        let mut start = None;
+        if let Some(iv) = interval {
+            let now = Instant::now();
+            if now < due {
+                if due >= win.end {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+            } else {
+                start = Some(due);
+            }
+            due += iv;
+        }
+        if Instant::now() >= win.end {
+            break;
+        }
+        c.wbuf.clear();
+        let first = id;
+        for g in is_get.iter_mut() {
+            *g = w.get_ratio >= 1.0 || ops_rng.unit() < w.get_ratio;
+            format_key(keys.next(), &mut key);
+            value_ix = value_ix.wrapping_add(1);
+            c.push_request(*g, &key, values.get(value_ix), id);
+            id = id.wrapping_add(1);
+        }
+        answered.iter_mut().for_each(|a| *a = false);
+        let sent = Instant::now();
+        let start = start.unwrap_or(sent);
+        c.stream.write_all(&c.wbuf).await?;
+        for n in 0..pipeline {
+            let (rid, outcome) = c.read_reply().await?;
+            let done = Instant::now();
+            let slot = match rid {
+                Some(r) => r.wrapping_sub(first) as usize,
+                None => n,
+            };
+            if slot >= pipeline || answered[slot] {
+                return Err(format!("reply for request id {rid:?}, which is not in flight").into());
+            }
+            answered[slot] = true;
+            let measured = start >= win.measure_from && done <= win.end;
+            match outcome {
+                Outcome::Error {
+                    code,
+                    message,
+                    closes,
+                } => {
+                    if closes {
+                        return Err(format!("error {code}: {message}").into());
+                    }
+                    if measured {
+                        st.errors += 1;
+                    }
+                    if st.first_error.is_none() {
+                        st.first_error = Some(format!("error {code}: {message}"));
+                    }
+                }
+                outcome if measured => {
+                    st.ops += 1;
+                    if is_get[slot] {
+                        st.gets += 1;
+                        if outcome == Outcome::Miss {
+                            st.misses += 1;
+                        }
+                    } else {
+                        st.puts += 1;
+                    }
+                    let ns = done.duration_since(start).as_nanos().max(1);
+                    st.hist
+                        .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(st)
+}
+
+/// Runs `w` against the server at `addr`: warm-up, then the measured window.
+pub fn run(
+    addr: SocketAddr,
+    proto: Proto,
+    w: &Workload,
+    values: &Arc<ValuePool>,
+) -> Result<RunResult> {
+    if w.connections == 0 || w.pipeline == 0 {
+        return Err("connections and pipeline must be at least 1".into());
+    }
+    if let Some(r) = w.rate
+        && !(r.is_finite() && r > 0.0)
+    {
+        return Err(format!("bad rate {r}").into());
+    }
+    let zipf = match w.dist {
+        Dist::Zipfian => Some(Arc::new(Zipfian::new(w.keys, ZIPF_THETA))),
+        Dist::Uniform => None,
+    };
+    let w = Arc::new(w.clone());
+    let values = Arc::clone(values);
+    runtime()?.block_on(async move {
+        let conns = connect_all(addr, proto, w.connections).await?;
+        let t0 = Instant::now();
+        let measure_from = t0 + w.warmup;
+        let win = Arc::new(Window {
+            t0,
+            measure_from,
+            end: measure_from + w.duration,
+        });
+        let handles: Vec<_> = conns
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                tokio::spawn(drive(
+                    c,
+                    Arc::clone(&w),
+                    Arc::clone(&values),
+                    zipf.clone(),
+                    i,
+                    Arc::clone(&win),
+                ))
+            })
+            .collect();
+        // A server that stops answering must not hang the suite.
+        let deadline = win.end + Duration::from_secs(30);
+        let mut out = RunResult {
+            ops: 0,
+            gets: 0,
+            puts: 0,
+            misses: 0,
+            errors: 0,
+            first_error: None,
+            hist: new_hist()?,
+            secs: w.duration.as_secs_f64(),
+        };
+        for h in handles {
+            let st = tokio::time::timeout_at(deadline.into(), h)
+                .await
+                .map_err(|_| BoxError::from("the server stopped answering"))???;
+            out.ops += st.ops;
+            out.gets += st.gets;
+            out.puts += st.puts;
+            out.misses += st.misses;
+            out.errors += st.errors;
+            if out.first_error.is_none() {
+                out.first_error = st.first_error;
+            }
+            out.hist.add(&st.hist)?;
+        }
+        Ok(out)
+    })
+}

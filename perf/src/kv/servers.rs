@@ -1,0 +1,239 @@
+//! The servers under test as child processes: NextDB (`nextdb serve`) and
+//! `redis-server`. Each is stopped (SIGTERM, then SIGKILL after 10 s) when its
+//! [`Server`] is dropped, so an error or a panic never leaves one running, and each is
+//! started with PR_SET_PDEATHSIG so it dies with the suite even if the suite is killed.
+
+use super::driver::{self, Proto, Result};
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to answer its first HELLO + PING.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a server may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Server {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub proto: Proto,
+    child: Option<Child>,
+    log: PathBuf,
+    /// Removed once the server has exited (the log stays).
+    data: PathBuf,
+}
+
+/// A port nobody listens on now (the kernel's choice; a tiny race is acceptable).
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+impl Server {
+    /// Starts `cmd` with its output in `log`, then waits until it answers.
+    pub fn start(
+        name: &str,
+        mut cmd: Command,
+        addr: SocketAddr,
+        proto: Proto,
+        log: PathBuf,
+        data: PathBuf,
+    ) -> Result<Server> {
+        let out = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone()?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("{name}: cannot start {:?}: {e}", cmd.get_program()))?;
+        let mut s = Server {
+            name: name.to_string(),
+            addr,
+            proto,
+            child: Some(child),
+            log,
+            data,
+        };
+        s.wait_ready()?;
+        Ok(s)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            self.check_alive()?;
+            let last = match driver::probe(self.addr, self.proto, Duration::from_secs(2)) {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if start.elapsed() > READY_TIMEOUT {
+                return Err(format!(
+                    "{} did not answer HELLO/PING on {} within {:?} (last: {last}); log {}:\n{}",
+                    self.name,
+                    self.addr,
+                    READY_TIMEOUT,
+                    self.log.display(),
+                    log_tail(&self.log)
+                )
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// An error if the server has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        let Some(child) = self.child.as_mut() else {
+            return Err(format!("{} was stopped", self.name).into());
+        };
+        if let Some(status) = child.try_wait()? {
+            self.child = None;
+            return Err(format!(
+                "{} exited ({status}); log {}:\n{}",
+                self.name,
+                self.log.display(),
+                log_tail(&self.log)
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited after 10 s; then removes its data.
+    pub fn stop(&mut self) -> Result<()> {
+        let res = self.terminate();
+        if self.child.is_none() && self.data.exists() {
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
+        res
+    }
+
+    fn terminate(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        if child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        let pid = libc::pid_t::try_from(child.id())?;
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        while start.elapsed() < STOP_TIMEOUT {
+            if child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "{} ignored SIGTERM for {STOP_TIMEOUT:?}: killing it",
+            self.name
+        );
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            eprintln!("stopping {}: {e}", self.name);
+        }
+    }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// `nextdb serve` on a fresh data directory.
+pub fn start_nextdb(bin: &Path, dir: &Path, sync: &str) -> Result<Server> {
+    let data = dir.join(format!("nextdb-{sync}"));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    if !bin.exists() {
+        return Err(format!(
+            "{} not found: build it with `cargo build --release -p nextdb` or pass --nextdb-bin",
+            bin.display()
+        )
+        .into());
+    }
+    let addr = loopback(free_port()?);
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--insecure")
+        .arg("--sync")
+        .arg(sync);
+    let log = dir.join(format!("nextdb-{sync}.log"));
+    Server::start(
+        &format!("nextdb (--sync {sync})"),
+        cmd,
+        addr,
+        Proto::Native,
+        log,
+        data,
+    )
+}
+
+/// `redis-server` without persistence, or with `appendfsync always` (`durable`).
+pub fn start_redis(bin: &str, dir: &Path, durable: bool) -> Result<Server> {
+    let tag = if durable { "redis-aof" } else { "redis" };
+    let data = dir.join(tag);
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let port = free_port()?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("--port")
+        .arg(port.to_string())
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+        ])
+        .args(["--save", ""])
+        .arg("--dir")
+        .arg(&data);
+    if durable {
+        cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+    } else {
+        cmd.args(["--appendonly", "no"]);
+    }
+    let name = if durable {
+        "redis-server (appendfsync always)"
+    } else {
+        "redis-server (no persistence)"
+    };
+    Server::start(
+        name,
+        cmd,
+        loopback(port),
+        Proto::Resp,
+        dir.join(format!("{tag}.log")),
+        data,
+    )
+}
