@@ -85,6 +85,14 @@ pub struct KvArgs {
     pub out: PathBuf,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// NextDB shards. The default, 1, gives NextDB the same CPU budget as Redis (one
+    /// server thread on CPU 0, the load generator on CPU 1): a per-core comparison.
+    /// With 2 shards on this 2-core machine the shards share CPUs with the client.
+    #[arg(long, default_value_t = 1)]
+    pub shards: usize,
+    /// Do not pin: servers and load generator go wherever the kernel puts them.
+    #[arg(long)]
+    pub no_pin: bool,
     /// Run only NextDB.
     #[arg(long, conflicts_with = "peer_only")]
     pub nextdb_only: bool,
@@ -355,6 +363,23 @@ fn run_inner(args: KvArgs) -> Result<()> {
     if !(args.duration_secs > 0.0 && args.warmup_secs >= 0.0) {
         return Err("--duration-secs must be positive and --warmup-secs not negative".into());
     }
+    if args.shards == 0 {
+        return Err("--shards must be at least 1".into());
+    }
+    if !args.no_pin {
+        servers::pin_current_thread(servers::CLIENT_CPU)?;
+        eprintln!(
+            "placement: servers on CPU {}{} (NextDB {} shard(s), Redis's main thread), load generator and redis-benchmark on CPU {}",
+            servers::SERVER_CPU,
+            if args.shards > 1 {
+                format!("..{}", servers::SERVER_CPU + args.shards - 1)
+            } else {
+                String::new()
+            },
+            args.shards,
+            servers::CLIENT_CPU
+        );
+    }
     let mut specs = default_rows();
     for s in &mut specs {
         if let Some(c) = args.connections {
@@ -428,6 +453,10 @@ fn run_inner(args: KvArgs) -> Result<()> {
         "load_connections": ctx.args.load_connections,
         "load_pipeline": ctx.args.load_pipeline,
         "nextdb_bin": ctx.args.nextdb_bin.display().to_string(),
+        "nextdb_shards": ctx.args.shards,
+        "pinned": !ctx.args.no_pin,
+        "server_cpu": servers::SERVER_CPU,
+        "client_cpu": servers::CLIENT_CPU,
         "nextdb_sync": {"reads_and_mixed": ctx.args.volatile_sync, "put_durable": "fsync"},
         "redis_version": redis_version,
         "redis_persistence": {
@@ -461,9 +490,9 @@ fn run_side(
             } else {
                 a.volatile_sync.as_str()
             };
-            servers::start_nextdb(&a.nextdb_bin, &a.dir, sync)?
+            servers::start_nextdb(&a.nextdb_bin, &a.dir, sync, a.shards, !a.no_pin)?
         } else {
-            servers::start_redis(&a.redis_server, &a.dir, durable)?
+            servers::start_redis(&a.redis_server, &a.dir, durable, !a.no_pin)?
         };
         eprintln!("{} on {}", server.name, server.addr);
         ctx.load(&mut server)?;
@@ -512,7 +541,7 @@ fn run_side(
                 if let (Some(test), false) = (spec.redis_benchmark, a.no_redis_benchmark) {
                     // As many requests as our driver did in the same time.
                     let n = ((side.m.ops_per_s * a.duration_secs) as u64).max(10_000);
-                    let cmd = redis::command(
+                    let mut cmd = redis::command(
                         &a.redis_benchmark,
                         server.addr,
                         test,
@@ -522,6 +551,9 @@ fn run_side(
                         a.keys,
                         a.value_bytes,
                     );
+                    if !a.no_pin {
+                        servers::pin_child(&mut cmd, &[servers::CLIENT_CPU]);
+                    }
                     let command = redis::describe(&cmd);
                     let report = redis::run(cmd)?;
                     server.check_alive()?;

@@ -20,14 +20,62 @@ use crate::config::{MAX_INTERNAL_KEY_BYTES, MAX_STORED_VALUE_BYTES};
 use crate::keys::{self, TS_BYTES, ValueKind};
 use crate::{Error, Result};
 use skiplist::{InsertError, Node, RawNode, SkipList};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::marker::PhantomData;
 use std::rc::Rc;
+
+/// Hasher for keys that are already well-mixed 64-bit hashes.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed; fold anything else in anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// Hash of a user key for the point-lookup index: hardware CRC-32C spread over 64 bits
+/// (the multiply fills the high bits the hash table uses for its control bytes).
+#[inline]
+fn key_hash(user_key: &[u8]) -> u64 {
+    (crc32c::crc32c(user_key) as u64 | (user_key.len() as u64) << 32)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Where a user key's newest version is, for point reads.
+#[derive(Clone, Copy)]
+enum Slot {
+    /// The node of the newest version of the only user key with this hash.
+    Node(RawNode),
+    /// Two user keys share the hash: search the list.
+    Collision,
+}
+
+/// Bytes one index entry costs (key, slot, control byte, load factor), for sizing.
+const INDEX_ENTRY_BYTES: usize = 32;
 
 /// One shard's memtable. See the module documentation.
 pub struct MemTable {
     list: SkipList,
+    /// Point-lookup index: user-key hash → newest version. A skip-list search is a
+    /// chain of cache misses (~20 at a million entries); this is one or two. Misses are
+    /// answered without touching the list. Owned by the core, like everything here.
+    index: RefCell<HashMap<u64, Slot, BuildHasherDefault<PreHashed>>>,
     /// Distinct internal keys held.
     entries: Cell<usize>,
     /// Entries whose current value is a tombstone.
@@ -64,6 +112,7 @@ impl MemTable {
     pub fn new() -> Self {
         MemTable {
             list: SkipList::new(),
+            index: RefCell::new(HashMap::default()),
             entries: Cell::new(0),
             deletions: Cell::new(0),
             min_ts: Cell::new(u64::MAX),
@@ -90,7 +139,7 @@ impl MemTable {
                 value.len()
             )));
         }
-        let replaced = self
+        let (node, replaced) = self
             .list
             .insert(
                 ikey,
@@ -116,6 +165,20 @@ impl MemTable {
             },
         }
         let ts = keys::timestamp(ikey);
+        let uk = keys::user_key(ikey);
+        {
+            let mut index = self.index.borrow_mut();
+            let slot = index.entry(key_hash(uk)).or_insert(Slot::Node(node));
+            if let Slot::Node(cur) = *slot {
+                // SAFETY: `cur` came from this list's insert.
+                let ck = unsafe { self.list.node(cur) }.key();
+                if keys::user_key(ck) != uk {
+                    *slot = Slot::Collision;
+                } else if keys::timestamp(ck) < ts {
+                    *slot = Slot::Node(node);
+                }
+            }
+        }
         self.min_ts.set(self.min_ts.get().min(ts));
         self.max_ts.set(self.max_ts.get().max(ts));
         Ok(())
@@ -124,6 +187,29 @@ impl MemTable {
     /// The newest version of `user_key` with timestamp `<= read_ts`: its timestamp and
     /// stored value (tombstones included; the caller interprets the `ValueKind`).
     pub fn get(&self, user_key: &[u8], read_ts: u64) -> Option<(u64, &[u8])> {
+        let slot = self.index.borrow().get(&key_hash(user_key)).copied();
+        match slot {
+            None => return None,
+            Some(Slot::Collision) => {}
+            Some(Slot::Node(raw)) => {
+                // Versions of one user key are adjacent, newest first: walk from the
+                // newest to the first one the read may see.
+                // SAFETY: `raw` came from this list's insert.
+                let mut n = Some(unsafe { self.list.node(raw) });
+                while let Some(node) = n {
+                    let k = node.key();
+                    if keys::user_key(k) != user_key {
+                        return None;
+                    }
+                    let ts = keys::timestamp(k);
+                    if ts <= read_ts {
+                        return Some((ts, node.value()));
+                    }
+                    n = node.next0();
+                }
+                return None;
+            }
+        }
         // Seek to internal_key(user_key, read_ts) without building it: compare the node's
         // user key, then its suffix, exactly as `cmp_internal` would.
         let suffix = (u64::MAX - read_ts).to_be_bytes();
@@ -142,14 +228,14 @@ impl MemTable {
     /// what the engine compares with `memtable_bytes` to decide rotation.
     #[inline]
     pub fn approximate_bytes(&self) -> usize {
-        self.list.arena_used_bytes()
+        self.list.arena_used_bytes() + self.index.borrow().capacity() * INDEX_ENTRY_BYTES
     }
 
     /// Bytes the arena took from the allocator (used bytes plus unused chunk tails):
     /// the memtable's real memory footprint.
     #[inline]
     pub fn allocated_bytes(&self) -> usize {
-        self.list.arena_allocated_bytes()
+        self.list.arena_allocated_bytes() + self.index.borrow().capacity() * INDEX_ENTRY_BYTES
     }
 
     /// Number of distinct internal keys.

@@ -302,14 +302,15 @@ impl SkipList {
 
     /// Inserts `key` with `value`, where `before(k)` must be "k sorts before `key`" and
     /// `equal(k)` "k equals `key`" under the list's order. If an equal key exists its
-    /// value is replaced and the previous value returned (`Ok(Some(old))`).
+    /// value is replaced and the previous value returned (`Ok((node, Some(old)))`).
+    /// Returns the node that now holds `key`.
     pub(crate) fn insert<B, E>(
         &self,
         key: &[u8],
         value: &[u8],
         before: B,
         equal: E,
-    ) -> Result<Option<&[u8]>, InsertError>
+    ) -> Result<(RawNode, Option<&[u8]>), InsertError>
     where
         B: Fn(&[u8]) -> bool,
         E: Fn(&[u8]) -> bool,
@@ -317,7 +318,7 @@ impl SkipList {
         let mut prev = [self.head; MEMTABLE_MAX_HEIGHT];
         let found = self.find_last_before(before, Some(&mut prev)).next(0);
         if let Some(n) = found.filter(|n| equal(n.key())) {
-            return self.replace_value(n, value).map(Some);
+            return self.replace_value(n, value).map(|old| (n.ptr, Some(old)));
         }
         let height = self.random_height();
         let node =
@@ -339,7 +340,7 @@ impl SkipList {
             );
             p.set_next(level, node.as_ptr());
         }
-        Ok(None)
+        Ok((node, None))
     }
 
     /// Points `n` at a fresh arena copy of `value`; returns the old value.

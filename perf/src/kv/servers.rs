@@ -164,8 +164,59 @@ fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// The CPU of the server under test (NextDB shard 0, Redis's main thread) and of the
+/// load generator, when pinning. NextDB pins shard i to CPU i itself.
+pub const SERVER_CPU: usize = 0;
+pub const CLIENT_CPU: usize = 1;
+
+fn cpu_set(cpus: &[usize]) -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write into it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        set
+    }
+}
+
+/// Restricts a child process to `cpus` (set between fork and exec).
+pub fn pin_child(cmd: &mut Command, cpus: &[usize]) {
+    let set = cpu_set(cpus);
+    // SAFETY: sched_setaffinity is async-signal-safe and only reads `set`, a copy.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Pins the calling thread (the load generator) to `cpu`.
+pub fn pin_current_thread(cpu: usize) -> Result<()> {
+    let set = cpu_set(&[cpu]);
+    // SAFETY: as above, for the calling thread.
+    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(format!(
+            "cannot pin the load generator to CPU {cpu}: {}",
+            std::io::Error::last_os_error()
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// `nextdb serve` on a fresh data directory.
-pub fn start_nextdb(bin: &Path, dir: &Path, sync: &str) -> Result<Server> {
+pub fn start_nextdb(
+    bin: &Path,
+    dir: &Path,
+    sync: &str,
+    shards: usize,
+    pin: bool,
+) -> Result<Server> {
     let data = dir.join(format!("nextdb-{sync}"));
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
@@ -185,7 +236,18 @@ pub fn start_nextdb(bin: &Path, dir: &Path, sync: &str) -> Result<Server> {
         .arg(addr.to_string())
         .arg("--insecure")
         .arg("--sync")
-        .arg(sync);
+        .arg(sync)
+        .arg("--shards")
+        .arg(shards.to_string());
+    if pin {
+        // Shard threads pin themselves to CPU i; the node's other threads stay there too.
+        pin_child(
+            &mut cmd,
+            &(SERVER_CPU..SERVER_CPU + shards).collect::<Vec<_>>(),
+        );
+    } else {
+        cmd.arg("--no-pin");
+    }
     let log = dir.join(format!("nextdb-{sync}.log"));
     Server::start(
         &format!("nextdb (--sync {sync})"),
@@ -198,7 +260,7 @@ pub fn start_nextdb(bin: &Path, dir: &Path, sync: &str) -> Result<Server> {
 }
 
 /// `redis-server` without persistence, or with `appendfsync always` (`durable`).
-pub fn start_redis(bin: &str, dir: &Path, durable: bool) -> Result<Server> {
+pub fn start_redis(bin: &str, dir: &Path, durable: bool, pin: bool) -> Result<Server> {
     let tag = if durable { "redis-aof" } else { "redis" };
     let data = dir.join(tag);
     let _ = std::fs::remove_dir_all(&data);
@@ -218,6 +280,9 @@ pub fn start_redis(bin: &str, dir: &Path, durable: bool) -> Result<Server> {
         .args(["--save", ""])
         .arg("--dir")
         .arg(&data);
+    if pin {
+        pin_child(&mut cmd, &[SERVER_CPU]);
+    }
     if durable {
         cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
     } else {
