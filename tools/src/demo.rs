@@ -44,6 +44,7 @@ pub fn run(dir: PathBuf, records: u64) -> i32 {
         block_cache_mb: 64,
         max_connections_per_shard: 1000,
         pin: true,
+        tls: None,
     };
     let shutdown = Shutdown::new();
     let sd = shutdown.clone();

@@ -50,6 +50,12 @@ pub struct ServeArgs {
     /// Let the kernel place shard threads instead of pinning shard i to CPU i.
     #[arg(long, env = "NEXTDB_NO_PIN")]
     pub no_pin: Option<Option<bool>>,
+    /// TLS certificate chain (PEM, leaf first): the native port then speaks TLS only.
+    #[arg(long, env = "NEXTDB_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of --tls-cert.
+    #[arg(long, env = "NEXTDB_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -65,6 +71,8 @@ struct FileConfig {
     block_cache_mb: Option<usize>,
     max_connections_per_shard: Option<usize>,
     no_pin: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// Resolved settings.
@@ -79,6 +87,8 @@ pub struct Settings {
     pub block_cache_mb: usize,
     pub max_connections_per_shard: usize,
     pub pin: bool,
+    /// Certificate chain and key (PEM) for TLS on the native port.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn flag(v: Option<Option<bool>>) -> Option<bool> {
@@ -130,6 +140,11 @@ impl ServeArgs {
                 .or(file.max_connections_per_shard)
                 .unwrap_or(nextdb_net::config::MAX_CONNECTIONS_PER_SHARD),
             pin: !flag(self.no_pin).or(file.no_pin).unwrap_or(false),
+            tls: match (self.tls_cert.or(file.tls_cert), self.tls_key.or(file.tls_key)) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => return Err("TLS needs both a certificate and a key (--tls-cert, --tls-key)".into()),
+            },
         };
         if s.shards == 0 || s.shards > 256 {
             return Err(format!("--shards must be 1..=256, not {}", s.shards));
@@ -198,6 +213,17 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
         "  max_connections_per_shard = {}",
         s.max_connections_per_shard
     );
+    let tls = match &s.tls {
+        Some((cert, key)) => Some(nextdb_net::tls::server_config(cert, key)?),
+        None => None,
+    };
+    println!(
+        "  tls                       = {}",
+        match &s.tls {
+            Some((cert, _)) => format!("on ({})", cert.display()),
+            None => "off".to_string(),
+        }
+    );
     println!(
         "  auth                      = {}",
         if s.insecure {
@@ -229,6 +255,7 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     node.engine.block_cache_bytes = s.block_cache_mb << 20;
     let mut server = ServerConfig::new(s.listen, s.insecure, Arc::new(users));
     server.max_connections_per_shard = s.max_connections_per_shard;
+    server.tls = tls;
     let server = Arc::new(server);
     let result = Node::run(node, shutdown, move |ctx| {
         let server = server.clone();

@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub users: Arc<UserStore>,
     pub max_frame_bytes: usize,
     pub max_connections_per_shard: usize,
+    /// TLS on the native port (None: plain TCP).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ServerConfig {
@@ -47,6 +49,7 @@ impl ServerConfig {
             users,
             max_frame_bytes: nextdb_proto::limits::MAX_FRAME_BYTES,
             max_connections_per_shard: MAX_CONNECTIONS_PER_SHARD,
+            tls: None,
         }
     }
 }

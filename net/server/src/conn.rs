@@ -14,7 +14,7 @@ use crate::config::{
 };
 use crate::dispatch;
 use futures_lite::future::{self, FutureExt};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 use nextdb_engine::sync::Notify;
 use nextdb_proto::frame::{self, HEADER_BYTES};
@@ -89,10 +89,11 @@ enum Event {
     HandshakeTimeout,
 }
 
-pub struct Conn {
+/// A connection over `S`: a glommio `TcpStream`, or a TLS stream over one.
+pub struct Conn<S> {
     ctx: Rc<ShardContext>,
     cfg: Arc<ServerConfig>,
-    stream: TcpStream,
+    stream: S,
     rbuf: Vec<u8>,
     start: usize,
     end: usize,
@@ -107,10 +108,38 @@ pub struct Conn {
     backlog: bool,
 }
 
-/// Serves one accepted connection until it closes.
+/// Serves one accepted connection until it closes: plain, or TLS when the server has
+/// a certificate (the TLS handshake counts against the authentication deadline).
 pub async fn serve_connection(ctx: Rc<ShardContext>, cfg: Arc<ServerConfig>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    match cfg.tls.clone() {
+        None => serve_stream(ctx, cfg, stream).await,
+        Some(tls) => {
+            let accept = futures_rustls::TlsAcceptor::from(tls).accept(stream);
+            let timeout = async {
+                glommio::timer::sleep(HANDSHAKE_TIMEOUT).await;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ))
+            };
+            match accept.or(timeout).await {
+                Ok(tls_stream) => serve_stream(ctx, cfg, tls_stream).await,
+                Err(e) => {
+                    ctx.core.stats.borrow_mut().conns.protocol_errors += 1;
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                }
+            }
+        }
+    }
+}
+
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    ctx: Rc<ShardContext>,
+    cfg: Arc<ServerConfig>,
+    stream: S,
+) {
     let mut c = Conn {
         ctx,
         cfg,
@@ -140,7 +169,7 @@ pub async fn refuse(mut stream: TcpStream, code: ErrorCode, message: &str) {
     let _ = stream.close().await;
 }
 
-impl Conn {
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn run(&mut self) -> std::io::Result<()> {
         let handshake_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         let mut drain_deadline: Option<Instant> = None;

@@ -6,6 +6,7 @@ pub mod config;
 pub mod conn;
 pub mod dispatch;
 pub mod server;
+pub mod tls;
 pub mod users;
 
 pub use config::ServerConfig;

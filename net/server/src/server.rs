@@ -3,6 +3,7 @@
 
 use crate::config::{SHUTDOWN_GRACE, ServerConfig};
 use crate::conn::{refuse, serve_connection};
+use futures_lite::AsyncWriteExt;
 use futures_lite::future::FutureExt;
 use glommio::net::TcpListener;
 use nextdb_proto::ErrorCode;
@@ -40,7 +41,7 @@ pub async fn serve(ctx: Rc<ShardContext>, cfg: Arc<ServerConfig>) {
                 Accepted::Stop
             })
             .await;
-        let stream = match ev {
+        let mut stream = match ev {
             Accepted::Stop => break,
             Accepted::Conn(Ok(s)) => s,
             Accepted::Conn(Err(e)) => {
@@ -54,12 +55,20 @@ pub async fn serve(ctx: Rc<ShardContext>, cfg: Arc<ServerConfig>) {
         if open.get() >= cfg.max_connections_per_shard {
             st.conns.refused += 1;
             drop(st);
-            glommio::spawn_local(refuse(
-                stream,
-                ErrorCode::TooManyConnections,
-                "this core has too many connections; try again later",
-            ))
-            .detach();
+            if cfg.tls.is_some() {
+                // No error frame before a TLS handshake: just close.
+                glommio::spawn_local(async move {
+                    let _ = stream.close().await;
+                })
+                .detach();
+            } else {
+                glommio::spawn_local(refuse(
+                    stream,
+                    ErrorCode::TooManyConnections,
+                    "this core has too many connections; try again later",
+                ))
+                .detach();
+            }
             continue;
         }
         st.conns.accepted += 1;

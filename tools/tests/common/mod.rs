@@ -246,6 +246,20 @@ impl Raw {
         self.recv().is_none()
     }
 
+    /// Sends HELLO (mechanism NONE) without waiting for the answer.
+    pub fn hello_none_nowait(&mut self) {
+        self.send(
+            &Request::Hello(Hello {
+                min_version: MIN_VERSION,
+                max_version: MAX_VERSION,
+                client_name: "test".into(),
+                mechanism: MECHANISM_NONE.into(),
+                auth_data: Vec::new(),
+            }),
+            0,
+        );
+    }
+
     pub fn hello_none(&mut self) -> Response {
         self.send(
             &Request::Hello(Hello {
