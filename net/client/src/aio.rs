@@ -6,12 +6,17 @@
 //! It needs a tokio runtime with the I/O and time drivers enabled
 //! (`Builder::enable_all`, as `#[tokio::main]` does).
 
+use std::fmt;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use nextdb_proto::{BatchOp, BatchResult, HelloOk, Request, Response, TtlState};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::ClientConfig;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::{Instant, timeout, timeout_at};
@@ -23,11 +28,96 @@ use crate::retry;
 use crate::session::{
     self, Frame, Handshake, IdGen, Pending, ResponseReader, Step, placeholder_hello,
 };
+use crate::tls::{self, TlsConfig};
 
-/// One authenticated TCP connection; see [`crate::Connection`] for the semantics.
+/// The transport: plain TCP, or TLS over TCP.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// Whether the idle connection is still open with nothing unasked waiting, without
+    /// blocking. Plain: any byte read here would be unsolicited, so consuming it is
+    /// harmless (the connection is dropped then). TLS: the records that have arrived
+    /// are read and processed (see `tls::is_idle`: a TLS 1.3 session ticket is fine).
+    fn is_idle(&mut self) -> bool {
+        match self {
+            Stream::Plain(s) => {
+                let mut b = [0u8; 1];
+                matches!(s.try_read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            Stream::Tls(s) => {
+                let (tcp, conn) = s.get_mut();
+                tls::is_idle(conn, &mut TryRead(tcp))
+            }
+        }
+    }
+}
+
+/// `std::io::Read` over tokio's non-blocking `try_read` (`WouldBlock` when empty).
+struct TryRead<'a>(&'a TcpStream);
+
+impl io::Read for TryRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stream::Plain(s) => f.debug_tuple("Plain").field(s).finish(),
+            Stream::Tls(s) => f.debug_tuple("Tls").field(s.get_ref().0).finish(),
+        }
+    }
+}
+
+/// One authenticated TCP (or TLS, see [`Config::tls`]) connection; see
+/// [`crate::Connection`] for the semantics.
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     reader: ResponseReader,
     ids: IdGen,
     wbuf: Vec<u8>,
@@ -43,18 +133,25 @@ impl Connection {
     /// Connects to the first address of `cfg.addrs` that accepts and completes the
     /// handshake.
     pub async fn connect(cfg: &Config) -> Result<Connection> {
-        Connection::connect_from(cfg, 0).await
+        Connection::connect_from(cfg, None, 0).await
     }
 
-    pub(crate) async fn connect_from(cfg: &Config, first: usize) -> Result<Connection> {
+    /// Like `connect`, trying the addresses in turn starting at `first`. `built`: the
+    /// rustls config already built from `cfg.tls` (built here if `None`).
+    pub(crate) async fn connect_from(
+        cfg: &Config,
+        built: Option<&Arc<ClientConfig>>,
+        first: usize,
+    ) -> Result<Connection> {
         if cfg.addrs.is_empty() {
             return Err(Error::InvalidArgument("no addresses configured".into()));
         }
+        let tls = tls::resolve(cfg, built)?;
         let n = cfg.addrs.len();
         let mut last = Error::Closed;
         for i in 0..n {
             let addr = &cfg.addrs[(first + i) % n];
-            match Connection::connect_addr(cfg, addr).await {
+            match Connection::connect_addr(cfg, tls.as_ref(), addr).await {
                 Ok(c) => return Ok(c),
                 Err(e @ (Error::Auth(_) | Error::InvalidArgument(_))) => return Err(e),
                 Err(e) => {
@@ -66,14 +163,22 @@ impl Connection {
         Err(last)
     }
 
-    async fn connect_addr(cfg: &Config, addr: &str) -> Result<Connection> {
+    async fn connect_addr(
+        cfg: &Config,
+        tls: Option<&(Arc<ClientConfig>, &TlsConfig)>,
+        addr: &str,
+    ) -> Result<Connection> {
+        let tls = match tls {
+            Some((config, t)) => Some((config, tls::server_name(t, addr)?)),
+            None => None,
+        };
         let resolved = timeout(cfg.connect_timeout, tokio::net::lookup_host(addr))
             .await
             .map_err(|_| Error::Timeout)??;
         let mut last = None;
         for sa in resolved {
             let deadline = Instant::now() + cfg.connect_timeout;
-            let stream = match timeout_at(deadline, TcpStream::connect(sa)).await {
+            let tcp = match timeout_at(deadline, TcpStream::connect(sa)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     last = Some(Error::Io(e));
@@ -85,7 +190,19 @@ impl Connection {
                 }
             };
             // Requests are small and latency-bound: do not let Nagle hold them back.
-            stream.set_nodelay(true)?;
+            tcp.set_nodelay(true)?;
+            // TLS speaks from the first byte: its handshake precedes HELLO, within the
+            // same connect timeout.
+            let stream = match &tls {
+                Some((config, name)) => {
+                    let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
+                    let s = timeout_at(deadline, connector.connect(name.clone(), tcp))
+                        .await
+                        .map_err(|_| Error::Timeout)??;
+                    Stream::Tls(Box::new(s))
+                }
+                None => Stream::Plain(tcp),
+            };
             let mut conn = Connection {
                 stream,
                 reader: ResponseReader::default(),
@@ -112,11 +229,11 @@ impl Connection {
 
     async fn handshake(&mut self, cfg: &Config) -> Result<HelloOk> {
         let (mut hs, hello) = Handshake::start(cfg)?;
-        self.stream.write_all(&hello).await?;
+        write_all(&mut self.stream, &hello).await?;
         loop {
             let f = read_frame(&mut self.stream, &mut self.reader).await?;
             match hs.step(f)? {
-                Step::Send(bytes) => self.stream.write_all(&bytes).await?,
+                Step::Send(bytes) => write_all(&mut self.stream, &bytes).await?,
                 Step::Done(h) => return Ok(h),
             }
         }
@@ -134,12 +251,9 @@ impl Connection {
     }
 
     /// Whether an idle connection still looks usable: not closed by the server and no
-    /// unasked bytes waiting (see the blocking `Connection`). Any byte read here would
-    /// be unsolicited, so consuming it is harmless: the connection is dropped then.
-    fn is_reusable(&self) -> bool {
-        let mut b = [0u8; 1];
-        !self.broken
-            && matches!(self.stream.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    /// unasked bytes waiting (see the blocking `Connection` and `Stream::is_idle`).
+    fn is_reusable(&mut self) -> bool {
+        !self.broken && self.stream.is_idle()
     }
 
     /// Sends one request and waits for its response; an error response becomes
@@ -187,12 +301,12 @@ impl Connection {
 }
 
 async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     reader: &mut ResponseReader,
     bytes: &[u8],
     mut pending: Pending,
 ) -> Result<Vec<Response>> {
-    stream.write_all(bytes).await?;
+    write_all(stream, bytes).await?;
     while !pending.is_done() {
         let f = read_frame(stream, reader).await?;
         pending.accept(f)?;
@@ -200,12 +314,24 @@ async fn exchange(
     Ok(pending.finish())
 }
 
-async fn read_frame(stream: &mut TcpStream, reader: &mut ResponseReader) -> Result<Frame> {
+/// Writes and flushes: TLS may keep records buffered until flushed.
+async fn write_all(stream: &mut Stream, bytes: &[u8]) -> Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await?;
+    Ok(())
+}
+
+async fn read_frame(stream: &mut Stream, reader: &mut ResponseReader) -> Result<Frame> {
     loop {
         if let Some(f) = reader.next_frame()? {
             return Ok(f);
         }
-        let n = stream.read(reader.spare()).await?;
+        let n = match stream.read(reader.spare()).await {
+            Ok(n) => n,
+            // TLS reports a TCP close without close_notify as UnexpectedEof.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(e.into()),
+        };
         if n == 0 {
             return Err(Error::Closed);
         }
@@ -223,6 +349,8 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     config: Config,
+    /// Built once from `config.tls`.
+    tls: Option<Arc<ClientConfig>>,
     /// One permit per connection the pool may have open.
     permits: Semaphore,
     /// Never held across an await, so a std mutex suffices.
@@ -240,11 +368,13 @@ struct Slot<'a> {
 
 impl Slot<'_> {
     async fn connection(&mut self) -> Result<&mut Connection> {
+        let reusable = self.conn.as_mut().is_some_and(Connection::is_reusable);
         let conn = match self.conn.take() {
-            Some(c) if c.is_reusable() => c,
+            Some(c) if reusable => c,
             _ => {
-                let first = self.inner.next_addr.fetch_add(1, Ordering::Relaxed);
-                Connection::connect_from(&self.inner.config, first).await?
+                let inner = self.inner;
+                let first = inner.next_addr.fetch_add(1, Ordering::Relaxed);
+                Connection::connect_from(&inner.config, inner.tls.as_ref(), first).await?
             }
         };
         Ok(self.conn.insert(conn))
@@ -286,15 +416,18 @@ impl Inner {
 }
 
 impl Client {
-    /// A client that opens connections on first use. Fails only on an unusable config.
+    /// A client that opens connections on first use. Fails only on an unusable config
+    /// (including a TLS config whose CA PEM holds no usable certificate).
     pub fn new(config: Config) -> Result<Client> {
         if config.addrs.is_empty() {
             return Err(Error::InvalidArgument("no addresses configured".into()));
         }
         let size = config.pool_size.clamp(1, Semaphore::MAX_PERMITS);
+        let tls = tls::connector(&config)?;
         Ok(Client {
             inner: Arc::new(Inner {
                 config,
+                tls,
                 permits: Semaphore::new(size),
                 idle: Mutex::new(Vec::new()),
                 next_addr: AtomicUsize::new(0),

@@ -8,6 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use nextdb_proto::{BatchOp, BatchResult, HelloOk, Request, Response, TtlState};
+use rustls::ClientConfig;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -16,12 +17,13 @@ use crate::retry;
 use crate::session::{
     self, Frame, Handshake, IdGen, Pending, ResponseReader, Step, placeholder_hello,
 };
+use crate::tls::{self, Stream, TlsConfig};
 
-/// One authenticated TCP connection. Requests on it are sequential (`&mut self`);
-/// [`pipeline`](Connection::pipeline) sends many at once.
+/// One authenticated TCP (or TLS, see [`Config::tls`]) connection. Requests on it are
+/// sequential (`&mut self`); [`pipeline`](Connection::pipeline) sends many at once.
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     reader: ResponseReader,
     ids: IdGen,
     wbuf: Vec<u8>,
@@ -36,19 +38,25 @@ impl Connection {
     /// Connects to the first address of `cfg.addrs` that accepts and completes the
     /// handshake.
     pub fn connect(cfg: &Config) -> Result<Connection> {
-        Connection::connect_from(cfg, 0)
+        Connection::connect_from(cfg, None, 0)
     }
 
-    /// Like `connect`, trying the addresses in turn starting at `first`.
-    pub(crate) fn connect_from(cfg: &Config, first: usize) -> Result<Connection> {
+    /// Like `connect`, trying the addresses in turn starting at `first`. `built`: the
+    /// rustls config already built from `cfg.tls` (built here if `None`).
+    pub(crate) fn connect_from(
+        cfg: &Config,
+        built: Option<&Arc<ClientConfig>>,
+        first: usize,
+    ) -> Result<Connection> {
         if cfg.addrs.is_empty() {
             return Err(Error::InvalidArgument("no addresses configured".into()));
         }
+        let tls = tls::resolve(cfg, built)?;
         let n = cfg.addrs.len();
         let mut last = Error::Closed;
         for i in 0..n {
             let addr = &cfg.addrs[(first + i) % n];
-            match Connection::connect_addr(cfg, addr) {
+            match Connection::connect_addr(cfg, tls.as_ref(), addr) {
                 Ok(c) => return Ok(c),
                 // Credentials and configuration are the same for every node.
                 Err(e @ (Error::Auth(_) | Error::InvalidArgument(_))) => return Err(e),
@@ -61,11 +69,19 @@ impl Connection {
         Err(last)
     }
 
-    fn connect_addr(cfg: &Config, addr: &str) -> Result<Connection> {
+    fn connect_addr(
+        cfg: &Config,
+        tls: Option<&(Arc<ClientConfig>, &TlsConfig)>,
+        addr: &str,
+    ) -> Result<Connection> {
+        let tls = match tls {
+            Some((config, t)) => Some((config, tls::server_name(t, addr)?)),
+            None => None,
+        };
         let mut last = None;
         for sa in addr.to_socket_addrs()? {
             let deadline = Instant::now() + cfg.connect_timeout;
-            let stream = match TcpStream::connect_timeout(&sa, cfg.connect_timeout) {
+            let tcp = match TcpStream::connect_timeout(&sa, cfg.connect_timeout) {
                 Ok(s) => s,
                 Err(e) => {
                     last = Some(io_error(e));
@@ -73,7 +89,15 @@ impl Connection {
                 }
             };
             // Requests are small and latency-bound: do not let Nagle hold them back.
-            stream.set_nodelay(true)?;
+            tcp.set_nodelay(true)?;
+            // TLS speaks from the first byte: its handshake precedes HELLO, within the
+            // same connect timeout.
+            let stream = match &tls {
+                Some((config, name)) => Stream::tls(tcp, Arc::clone(config), name.clone(), || {
+                    remaining(deadline)
+                })?,
+                None => Stream::Plain(tcp),
+            };
             let mut conn = Connection {
                 stream,
                 reader: ResponseReader::default(),
@@ -122,14 +146,13 @@ impl Connection {
     /// sent nothing unasked (such as a SHUTTING_DOWN error). Checked before a pooled
     /// connection is reused, so a server's idle timeout does not fail the next request
     /// (which, if not idempotent, could not be retried).
-    fn is_reusable(&self) -> bool {
-        if self.broken || self.stream.set_nonblocking(true).is_err() {
-            return false;
-        }
-        let mut b = [0u8; 1];
-        let idle =
-            matches!(self.stream.peek(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-        self.stream.set_nonblocking(false).is_ok() && idle
+    ///
+    /// Plain TCP: a non-blocking peek must find nothing. TLS: the TLS records that have
+    /// arrived are read and processed without blocking (a TLS 1.3 session ticket,
+    /// which servers send unasked after the handshake, is fine); they must leave no
+    /// plaintext and no close.
+    fn is_reusable(&mut self) -> bool {
+        !self.broken && self.stream.is_idle()
     }
 
     /// Sends one request and waits for its response; an error response becomes
@@ -185,7 +208,9 @@ impl Connection {
     fn write(&mut self, bytes: &[u8], deadline: Instant) -> Result<()> {
         let mut rest = bytes;
         while !rest.is_empty() {
-            self.stream.set_write_timeout(Some(remaining(deadline)?))?;
+            self.stream
+                .tcp()
+                .set_write_timeout(Some(remaining(deadline)?))?;
             match self.stream.write(rest) {
                 Ok(0) => return Err(Error::Closed),
                 Ok(n) => rest = &rest[n..],
@@ -193,7 +218,18 @@ impl Connection {
                 Err(e) => return Err(io_error(e)),
             }
         }
-        Ok(())
+        // TLS buffers records that a timed-out socket write left behind; a no-op on
+        // plain TCP.
+        loop {
+            self.stream
+                .tcp()
+                .set_write_timeout(Some(remaining(deadline)?))?;
+            match self.stream.flush() {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error(e)),
+            }
+        }
     }
 
     fn read_frame(&mut self, deadline: Instant) -> Result<Frame> {
@@ -201,9 +237,13 @@ impl Connection {
             if let Some(f) = self.reader.next_frame()? {
                 return Ok(f);
             }
-            self.stream.set_read_timeout(Some(remaining(deadline)?))?;
+            self.stream
+                .tcp()
+                .set_read_timeout(Some(remaining(deadline)?))?;
             match self.stream.read(self.reader.spare()) {
+                // TLS reports a TCP close without close_notify as UnexpectedEof.
                 Ok(0) => return Err(Error::Closed),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(Error::Closed),
                 Ok(n) => self.reader.filled(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(io_error(e)),
@@ -221,11 +261,12 @@ fn remaining(deadline: Instant) -> Result<Duration> {
     Ok(left)
 }
 
-/// A socket timeout surfaces as WouldBlock (Unix) or TimedOut (Windows).
-fn io_error(e: io::Error) -> Error {
+/// A socket timeout surfaces as WouldBlock (Unix) or TimedOut (Windows); a TLS
+/// failure becomes `Error::Tls`.
+pub(crate) fn io_error(e: io::Error) -> Error {
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
-        _ => Error::Io(e),
+        _ => Error::from(e),
     }
 }
 
@@ -239,6 +280,8 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     config: Config,
+    /// Built once from `config.tls`.
+    tls: Option<Arc<ClientConfig>>,
     pool: Pool,
     /// Where the next new connection starts in `config.addrs`, to spread connections.
     next_addr: AtomicUsize,
@@ -292,11 +335,12 @@ struct Slot<'a> {
 impl Slot<'_> {
     /// The slot's connection, opened now if it has none or its last one broke.
     fn connection(&mut self, inner: &Inner) -> Result<&mut Connection> {
+        let reusable = self.conn.as_mut().is_some_and(Connection::is_reusable);
         let conn = match self.conn.take() {
-            Some(c) if c.is_reusable() => c,
+            Some(c) if reusable => c,
             _ => {
                 let first = inner.next_addr.fetch_add(1, Ordering::Relaxed);
-                Connection::connect_from(&inner.config, first)?
+                Connection::connect_from(&inner.config, inner.tls.as_ref(), first)?
             }
         };
         Ok(self.conn.insert(conn))
@@ -318,15 +362,18 @@ impl Drop for Slot<'_> {
 }
 
 impl Client {
-    /// A client that opens connections on first use. Fails only on an unusable config.
+    /// A client that opens connections on first use. Fails only on an unusable config
+    /// (including a TLS config whose CA PEM holds no usable certificate).
     pub fn new(config: Config) -> Result<Client> {
         if config.addrs.is_empty() {
             return Err(Error::InvalidArgument("no addresses configured".into()));
         }
         let size = config.pool_size.max(1);
+        let tls = tls::connector(&config)?;
         Ok(Client {
             inner: Arc::new(Inner {
                 config,
+                tls,
                 pool: Pool {
                     state: Mutex::new(PoolState::default()),
                     freed: Condvar::new(),

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::tls::TlsConfig;
 
 /// The port a NextDB node listens on unless configured otherwise.
 pub const DEFAULT_PORT: u16 = 7700;
@@ -32,6 +33,9 @@ pub struct Config {
     pub backoff_max: Duration,
     /// Most connections a `Client` opens at once (0 is treated as 1).
     pub pool_size: usize,
+    /// `Some`: connect with TLS (the server must run with `--tls-cert`/`--tls-key`);
+    /// `None`: plain TCP.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for Config {
@@ -47,6 +51,7 @@ impl Default for Config {
             backoff_initial: Duration::from_millis(10),
             backoff_max: Duration::from_secs(1),
             pool_size: 4,
+            tls: None,
         }
     }
 }
@@ -65,6 +70,7 @@ impl fmt::Debug for Config {
             .field("backoff_initial", &self.backoff_initial)
             .field("backoff_max", &self.backoff_max)
             .field("pool_size", &self.pool_size)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -125,16 +131,33 @@ impl Config {
         self
     }
 
-    /// Parses `nextdb://[user[:password]@]host[:port][,host[:port]...][/][?k=v&...]`.
+    /// Connects with TLS, trusting and verifying as `tls` says.
+    pub fn tls(mut self, tls: TlsConfig) -> Config {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Parses `nextdb://[user[:password]@]host[:port][,host[:port]...][/][?k=v&...]`,
+    /// or the same with `nextdbs://` for TLS.
     ///
     /// User and password may be percent-encoded. The port defaults to 7700. Query keys:
     /// `connect_timeout_ms`, `request_timeout_ms`, `max_retries`, `pool_size`,
-    /// `client_name`; an unknown key is an error so a typo does not pass silently.
+    /// `client_name`; with `nextdbs://` also `ca_file` (required: the PEM file of the
+    /// certificates to trust, read now, see [`TlsConfig::from_ca_file`]) and
+    /// `server_name` (see [`TlsConfig::server_name`]). An unknown key is an error so a
+    /// typo does not pass silently.
     pub fn from_url(url: &str) -> Result<Config> {
         let bad = |why: &str| Error::InvalidArgument(format!("bad nextdb URL: {why}"));
-        let rest = url
-            .strip_prefix("nextdb://")
-            .ok_or_else(|| bad("it must start with nextdb://"))?;
+        let (rest, tls) = match url.strip_prefix("nextdbs://") {
+            Some(rest) => (rest, true),
+            None => (
+                url.strip_prefix("nextdb://")
+                    .ok_or_else(|| bad("it must start with nextdb:// or nextdbs://"))?,
+                false,
+            ),
+        };
+        let mut ca_file = None;
+        let mut server_name = None;
         let (rest, query) = match rest.split_once('?') {
             Some((r, q)) => (r, Some(q)),
             None => (rest, None),
@@ -202,8 +225,21 @@ impl Config {
                 "client_name" => {
                     cfg.client_name = percent_decode(v).ok_or_else(|| bad("bad escape"))?
                 }
+                "ca_file" | "server_name" if !tls => {
+                    return Err(bad(&format!("{k} needs nextdbs:// (TLS)")));
+                }
+                "ca_file" => ca_file = Some(percent_decode(v).ok_or_else(|| bad("bad escape"))?),
+                "server_name" => {
+                    server_name = Some(percent_decode(v).ok_or_else(|| bad("bad escape"))?)
+                }
                 _ => return Err(bad(&format!("unknown parameter {k}"))),
             }
+        }
+        if tls {
+            let path = ca_file.ok_or_else(|| bad("nextdbs:// needs ca_file=PATH"))?;
+            let mut t = TlsConfig::from_ca_file(path)?;
+            t.server_name = server_name;
+            cfg.tls = Some(t);
         }
         Ok(cfg)
     }
@@ -256,6 +292,12 @@ mod tests {
         assert!(Config::from_url("nextdb://h?bogus=1").is_err());
         assert!(Config::from_url("nextdb://u:%zz@h").is_err());
         assert!(Config::from_url("nextdb://h/db").is_err());
+        assert!(Config::from_url("nextdb://h?ca_file=/x.pem").is_err());
+        assert!(Config::from_url("nextdbs://h").is_err());
+        assert!(matches!(
+            Config::from_url("nextdbs://h?ca_file=/nonexistent/ca.pem"),
+            Err(Error::Tls(_))
+        ));
     }
 
     #[test]

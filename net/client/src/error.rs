@@ -9,7 +9,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The socket failed (connect, read or write).
     #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(#[source] std::io::Error),
     /// No answer within `request_timeout` (or the handshake within `connect_timeout`,
     /// or no pooled connection became free within `request_timeout`).
     #[error("timed out")]
@@ -40,6 +40,25 @@ pub enum Error {
     /// The server closed the connection (or it was closed after an earlier failure).
     #[error("connection closed")]
     Closed,
+    /// TLS failed: unusable CA PEM or server name, a failed handshake (certificate not
+    /// signed by a trusted CA, not valid for the server name, protocol mismatch) or a
+    /// TLS error on an established connection. Not retryable.
+    #[error("TLS error: {0}")]
+    Tls(String),
+}
+
+/// An I/O error that carries a rustls error (as rustls and tokio-rustls report TLS
+/// failures) becomes [`Error::Tls`].
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Error {
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(tls) => Error::Tls(tls.to_string()),
+            None => Error::Io(e),
+        }
+    }
 }
 
 fn code_text(code: &Option<ErrorCode>, raw: u16) -> String {
@@ -79,7 +98,8 @@ impl Error {
             Error::Protocol(_)
             | Error::Auth(_)
             | Error::UnexpectedResponse(_)
-            | Error::InvalidArgument(_) => false,
+            | Error::InvalidArgument(_)
+            | Error::Tls(_) => false,
         }
     }
 }

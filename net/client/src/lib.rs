@@ -4,6 +4,8 @@
 //! - blocking, on `std::net` ([`Client`], [`Connection`]), always built;
 //! - async, on tokio ([`aio::Client`], [`aio::Connection`]), with feature `async`.
 //!
+//! Either runs over plain TCP or over TLS (see [TLS](#tls)).
+//!
 //! The core (`session`) builds the HELLO, runs the SCRAM-SHA-256 exchange, cuts
 //! response frames out of the byte stream and matches them to requests by request id,
 //! since a server may answer pipelined requests out of order. Both front ends share it
@@ -31,6 +33,43 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # TLS
+//!
+//! A server started with `--tls-cert FILE --tls-key FILE` speaks TLS (rustls, ring
+//! provider) from the first byte on its native port; HELLO, AUTH and the requests then
+//! run inside the TLS stream. Set [`Config::tls`] to a [`TlsConfig`] holding the PEM of
+//! the certificates to trust: the CA that signed the server certificates, or a
+//! (self-signed) server certificate itself. The server's certificate is always
+//! verified, against those certificates only, for [`TlsConfig::server_name`] or by
+//! default the host part of the address (a DNS name or an IP address). TLS failures
+//! (untrusted certificate, wrong name, unusable PEM) are [`Error::Tls`], not retried.
+//! The URL form is `nextdbs://…?ca_file=PATH` (optionally `&server_name=NAME`).
+//!
+//! ```no_run
+//! use nextdb_client::{Client, Config, TlsConfig};
+//!
+//! # fn main() -> Result<(), nextdb_client::Error> {
+//! // The server's certificate (or its CA's), in PEM.
+//! let tls = TlsConfig::from_ca_file("/etc/nextdb/server.crt")?;
+//! let cfg = Config::new("db1.internal:7700")
+//!     .credentials("alice", "secret")
+//!     .tls(tls);
+//! let client = Client::connect(cfg)?;
+//! client.put(b"k", b"v")?;
+//!
+//! // The same from PEM bytes, verified against a name other than the address's host.
+//! let pem = std::fs::read("/etc/nextdb/ca.pem")?;
+//! let cfg = Config::new("10.0.0.5:7700").tls(TlsConfig::from_ca_pem(pem).server_name("db1.internal"));
+//! let client = Client::connect(cfg)?;
+//!
+//! // Or as a URL.
+//! let client = Client::connect(Config::from_url(
+//!     "nextdbs://alice:secret@db1.internal:7700?ca_file=/etc/nextdb/ca.pem",
+//! )?)?;
+//! # Ok(())
+//! # }
+//! ```
 
 #[cfg(feature = "async")]
 pub mod aio;
@@ -40,11 +79,13 @@ mod error;
 mod ops;
 mod retry;
 mod session;
+mod tls;
 
 pub use blocking::{Client, Connection};
 pub use config::{Config, DEFAULT_PORT};
 pub use error::{Error, Result};
 pub use ops::{CasResult, ScanPage};
+pub use tls::TlsConfig;
 
 /// The protocol crate, for callers building [`Request`]s by hand.
 pub use nextdb_proto as proto;

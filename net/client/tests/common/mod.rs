@@ -10,24 +10,29 @@
 //! - `__drop`: the server closes the connection without answering;
 //! - `__close_after`: answered, then the server closes the connection (as an idle
 //!   timeout would).
+//!
+//! [`FakeServer::start_tls`] serves the same over TLS (rustls, from the first byte),
+//! with a certificate made by [`TestCert`].
 
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use nextdb_client::Config;
 use nextdb_client::proto::frame::{HEADER_BYTES, decode_header};
 use nextdb_client::proto::limits::{MAX_FRAME_BYTES, MAX_VERSION};
 use nextdb_client::proto::message::op;
 use nextdb_client::proto::scram::{ServerExchange, Verifier};
 use nextdb_client::proto::{BatchOp, BatchResult, ErrorCode, HelloOk, Request, Response, TtlState};
+use nextdb_client::{Config, TlsConfig};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -75,8 +80,58 @@ pub struct FakeServer {
     pub stats: Arc<Stats>,
 }
 
+/// A self-signed certificate made at test time, valid for `localhost` and the IP
+/// address 127.0.0.1.
+pub struct TestCert {
+    /// The certificate in PEM: what a client trusts.
+    pub cert_pem: String,
+    cert_der: CertificateDer<'static>,
+    key_der: Vec<u8>,
+}
+
+impl TestCert {
+    pub fn localhost() -> TestCert {
+        let ck = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])
+        .unwrap();
+        TestCert {
+            cert_pem: ck.cert.pem(),
+            cert_der: ck.cert.der().clone(),
+            key_der: ck.key_pair.serialize_der(),
+        }
+    }
+
+    /// A client TLS config that trusts this certificate.
+    pub fn client(&self) -> TlsConfig {
+        TlsConfig::from_ca_pem(self.cert_pem.clone())
+    }
+
+    fn server_config(&self) -> Arc<ServerConfig> {
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()));
+        let cfg =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![self.cert_der.clone()], key)
+                .unwrap();
+        Arc::new(cfg)
+    }
+}
+
 impl FakeServer {
     pub fn start(opts: Options) -> FakeServer {
+        FakeServer::start_with(opts, None)
+    }
+
+    /// Speaks TLS from the first byte, with `cert`.
+    pub fn start_tls(opts: Options, cert: &TestCert) -> FakeServer {
+        FakeServer::start_with(opts, Some(cert.server_config()))
+    }
+
+    fn start_with(opts: Options, tls: Option<Arc<ServerConfig>>) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let stats = Arc::new(Stats::default());
@@ -97,8 +152,17 @@ impl FakeServer {
                     .stats
                     .max_concurrent
                     .fetch_max(open, Ordering::SeqCst);
+                let tls = tls.clone();
                 thread::spawn(move || {
-                    serve(stream, &shared);
+                    match tls {
+                        // The handshake runs on the first read; a failed one ends serve.
+                        Some(cfg) => {
+                            if let Ok(conn) = ServerConnection::new(cfg) {
+                                serve(StreamOwned::new(conn, stream), &shared);
+                            }
+                        }
+                        None => serve(stream, &shared),
+                    }
                     shared.stats.open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
@@ -139,7 +203,7 @@ fn hello_ok(authenticated: bool, auth_data: Vec<u8>) -> Response {
 }
 
 /// Serves one connection until the client closes it or the server decides to.
-fn serve(mut stream: TcpStream, sh: &Shared) {
+fn serve<S: Read + Write>(mut stream: S, sh: &Shared) {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut authed = false;
@@ -250,7 +314,7 @@ fn serve(mut stream: TcpStream, sh: &Shared) {
                 }
             }
         }
-        if stream.write_all(&out).is_err() || close {
+        if stream.write_all(&out).is_err() || stream.flush().is_err() || close {
             return;
         }
     }
