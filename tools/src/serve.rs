@@ -140,10 +140,17 @@ impl ServeArgs {
                 .or(file.max_connections_per_shard)
                 .unwrap_or(nextdb_net::config::MAX_CONNECTIONS_PER_SHARD),
             pin: !flag(self.no_pin).or(file.no_pin).unwrap_or(false),
-            tls: match (self.tls_cert.or(file.tls_cert), self.tls_key.or(file.tls_key)) {
+            tls: match (
+                self.tls_cert.or(file.tls_cert),
+                self.tls_key.or(file.tls_key),
+            ) {
                 (Some(c), Some(k)) => Some((c, k)),
                 (None, None) => None,
-                _ => return Err("TLS needs both a certificate and a key (--tls-cert, --tls-key)".into()),
+                _ => {
+                    return Err(
+                        "TLS needs both a certificate and a key (--tls-cert, --tls-key)".into(),
+                    );
+                }
             },
         };
         if s.shards == 0 || s.shards > 256 {

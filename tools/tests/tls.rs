@@ -9,9 +9,10 @@ use std::time::Duration;
 
 /// A self-signed certificate for localhost and 127.0.0.1: (cert PEM, key PEM).
 fn self_signed() -> (String, String) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("rcgen");
-    (ck.cert.pem(), ck.signing_key.serialize_pem())
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("rcgen");
+    (ck.cert.pem(), ck.key_pair.serialize_pem())
 }
 
 #[test]
@@ -60,7 +61,9 @@ fn tls_sessions_with_scram_and_refused_plaintext() {
 
     // Plaintext against the TLS port: closed, and the node keeps serving.
     let mut raw = Raw::connect(s.addr);
-    raw.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    raw.s
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     raw.hello_none_nowait();
     assert!(raw.closed());
     assert_eq!(c.get(b"secret").unwrap(), Some(b"value".to_vec()));
