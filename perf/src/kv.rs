@@ -318,6 +318,13 @@ impl Ctx {
             self.args.load_pipeline,
         )?;
         eprintln!("{secs:.1} s ({:.0} keys/s)", self.args.keys as f64 / secs);
+        if s.proto == driver::Proto::Native {
+            let waited = servers::settle_nextdb(s.addr, std::time::Duration::from_secs(180))?;
+            eprintln!(
+                "  waited {:.1} s for flushes and compactions to settle",
+                waited.as_secs_f64()
+            );
+        }
         s.check_alive()
     }
 

@@ -302,3 +302,79 @@ pub fn start_redis(bin: &str, dir: &Path, durable: bool, pin: bool) -> Result<Se
         data,
     )
 }
+
+/// Waits until a NextDB server's background work has settled after a load: its
+/// flush and compaction counters and level shapes (from STATS) stay the same for
+/// three polls a second apart, or `max` passes. Like db_bench's `waitforcompaction`,
+/// so reads are measured on a settled database, as for Redis (which has none).
+pub fn settle_nextdb(addr: SocketAddr, max: Duration) -> Result<Duration> {
+    use nextdb_proto::frame::{HEADER_BYTES, decode_header};
+    use nextdb_proto::{Hello, Request, Response};
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut call = |req: &Request| -> Result<Response> {
+        let mut out = Vec::new();
+        req.encode(1, &mut out);
+        s.write_all(&out)?;
+        let mut buf = Vec::new();
+        loop {
+            if let Some(h) = decode_header(&buf, usize::MAX)? {
+                return Ok(Response::decode(
+                    h.opcode,
+                    h.flags,
+                    &buf[HEADER_BYTES..h.total],
+                )?);
+            }
+            let mut tmp = [0u8; 65536];
+            let n = s.read(&mut tmp)?;
+            if n == 0 {
+                return Err("server closed the connection during STATS".into());
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        }
+    };
+    call(&Request::Hello(Hello {
+        min_version: 1,
+        max_version: 1,
+        client_name: "nextdb-perf settle".into(),
+        mechanism: "NONE".into(),
+        auth_data: Vec::new(),
+    }))?;
+    let mut last = String::new();
+    let mut stable = 0;
+    while start.elapsed() < max {
+        let json = match call(&Request::Stats)? {
+            Response::Stats { json } => json,
+            other => return Err(format!("STATS answered {other:?}").into()),
+        };
+        let v: serde_json::Value = serde_json::from_str(&json)?;
+        let sig: Vec<String> = v["shards"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| {
+                        let e = &s["engine"];
+                        format!(
+                            "{}/{}/{}/{}",
+                            e["flushes"], e["compactions"], e["immutable_memtables"], e["levels"]
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let sig = sig.join(";");
+        if sig == last {
+            stable += 1;
+            if stable >= 3 {
+                break;
+            }
+        } else {
+            stable = 0;
+            last = sig;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(start.elapsed())
+}
