@@ -331,3 +331,29 @@ fn restarting_with_another_shard_count_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--shards 2"));
 }
+
+#[test]
+fn credentials_require_mutual_authentication_even_on_an_insecure_node() {
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "dev", "pw");
+    let s = Server::start(dir.path(), &Opts::default());
+    // A known user gets a real SCRAM exchange (and a verified server signature).
+    let c = Client::connect(Config::new(s.addr.to_string()).credentials("dev", "pw")).unwrap();
+    c.put(b"k", b"v").unwrap();
+    // A wrong password is refused, as on a secure node.
+    let r = Client::connect(
+        Config::new(s.addr.to_string())
+            .credentials("dev", "nope")
+            .max_retries(0),
+    );
+    assert!(matches!(r, Err(Error::Auth(_))), "{:?}", r.err());
+    // An unknown user would be let in without authentication: the client refuses.
+    let r = Client::connect(
+        Config::new(s.addr.to_string())
+            .credentials("ghost", "pw")
+            .max_retries(0),
+    );
+    assert!(matches!(r, Err(Error::Auth(_))), "{:?}", r.err());
+    // Without credentials the insecure node still serves.
+    assert_eq!(client(&s).get(b"k").unwrap(), Some(b"v".to_vec()));
+}

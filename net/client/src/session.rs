@@ -104,6 +104,17 @@ impl Handshake {
                     )));
                 }
                 if h.authenticated {
+                    if self.exchange.is_some() {
+                        // We asked for SCRAM: a session granted without it proves
+                        // nothing about the server (a man in the middle could say the
+                        // same), so credentials mean mutual authentication or nothing.
+                        return Err(Error::Auth(
+                            "the server accepted the session without authenticating it \
+                             (is it running --insecure?); refusing because credentials \
+                             were configured"
+                                .into(),
+                        ));
+                    }
                     return Ok(Step::Done(h));
                 }
                 let Some(ex) = self.exchange.as_mut() else {

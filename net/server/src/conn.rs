@@ -497,7 +497,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             authenticated: false,
             auth_data: Vec::new(),
         };
-        if self.cfg.insecure {
+        // An insecure node still runs SCRAM for a client that asks for it and names a
+        // known user: such a client requires mutual authentication.
+        let scram_user_known =
+            h.mechanism == MECHANISM && scram_user_exists(&h.auth_data, &self.cfg);
+        if self.cfg.insecure && !scram_user_known {
             ok.authenticated = true;
             self.auth = AuthState::Ready;
         } else if h.mechanism == MECHANISM {
@@ -522,4 +526,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         Response::HelloOk(ok).encode(op::HELLO, id, &mut self.out);
     }
+}
+
+/// Whether a SCRAM client-first-message names a user this node knows.
+fn scram_user_exists(client_first: &[u8], cfg: &ServerConfig) -> bool {
+    let found = std::cell::Cell::new(false);
+    let _ = ServerExchange::start(client_first, |u| {
+        let v = cfg.users.get(u).cloned();
+        found.set(v.is_some());
+        v
+    });
+    found.get()
 }
