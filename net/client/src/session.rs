@@ -6,12 +6,9 @@
 use std::collections::HashMap;
 
 use nextdb_proto::frame::{self, HEADER_BYTES};
-use nextdb_proto::limits::{
-    MAX_BATCH_OPS, MAX_FRAME_BYTES, MAX_KEY_BYTES, MAX_SCAN_LIMIT, MAX_STRING_BYTES, MAX_TTL_MS,
-    MAX_VALUE_BYTES, MAX_VERSION, MIN_VERSION,
-};
+use nextdb_proto::limits::{MAX_FRAME_BYTES, MAX_STRING_BYTES, MAX_VERSION, MIN_VERSION};
 use nextdb_proto::scram::{self, ClientExchange};
-use nextdb_proto::{BatchOp, ErrorCode, Hello, HelloOk, Request, Response};
+use nextdb_proto::{ErrorCode, Hello, HelloOk, Request, Response};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -342,103 +339,18 @@ pub(crate) fn into_result(r: Response) -> Result<Response> {
     }
 }
 
-fn check_len(what: &str, len: usize, max: usize) -> Result<()> {
-    if len > max {
-        return Err(Error::InvalidArgument(format!(
-            "{what} is {len} bytes, the limit is {max}"
-        )));
-    }
-    Ok(())
-}
-
-fn check_key(k: &[u8]) -> Result<()> {
-    check_len("key", k.len(), MAX_KEY_BYTES)
-}
-
-fn check_value(v: &[u8]) -> Result<()> {
-    check_len("value", v.len(), MAX_VALUE_BYTES)
-}
-
-fn check_ttl(t: Option<u64>) -> Result<()> {
-    match t {
-        Some(ms) if ms > MAX_TTL_MS => Err(Error::InvalidArgument(format!(
-            "TTL of {ms} ms exceeds the limit of {MAX_TTL_MS} ms"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// Checks the limits the server enforces while decoding. A server answers a body it
-/// cannot decode with MALFORMED and closes the connection, so catching these here keeps
-/// the connection (and the rest of a pipeline) alive and gives a clear error.
+/// Checks the limits the server enforces while decoding (`Request::check_limits`). A
+/// server answers a body it cannot decode with an error and may close the connection,
+/// so catching these here keeps the connection (and the rest of a pipeline) alive and
+/// gives a clear error.
 pub(crate) fn validate(req: &Request) -> Result<()> {
-    match req {
-        Request::Hello(_) | Request::Auth { .. } => Err(Error::InvalidArgument(
+    if matches!(req, Request::Hello(_) | Request::Auth { .. }) {
+        return Err(Error::InvalidArgument(
             "HELLO and AUTH belong to the handshake, which the connection performs".into(),
-        )),
-        Request::Ping { payload } => check_len("ping payload", payload.len(), MAX_STRING_BYTES),
-        Request::Stats => Ok(()),
-        Request::Get { key } | Request::Delete { key } | Request::Ttl { key } => check_key(key),
-        Request::Incr { key, .. } => check_key(key),
-        Request::Put { key, value, ttl_ms } => {
-            check_key(key)?;
-            check_value(value)?;
-            check_ttl(*ttl_ms)
-        }
-        Request::Expire { key, ttl_ms } => {
-            check_key(key)?;
-            check_ttl(*ttl_ms)
-        }
-        Request::Scan {
-            start,
-            end,
-            limit,
-            token,
-        } => {
-            check_key(start)?;
-            if let Some(end) = end {
-                check_key(end)?;
-            }
-            check_len("scan token", token.len(), MAX_KEY_BYTES + 16)?;
-            if *limit == 0 || *limit > MAX_SCAN_LIMIT {
-                return Err(Error::InvalidArgument(format!(
-                    "scan limit {limit} is outside 1..={MAX_SCAN_LIMIT}"
-                )));
-            }
-            Ok(())
-        }
-        Request::Batch { ops, .. } => {
-            if ops.len() > MAX_BATCH_OPS {
-                return Err(Error::InvalidArgument(format!(
-                    "batch of {} operations exceeds the limit of {MAX_BATCH_OPS}",
-                    ops.len()
-                )));
-            }
-            ops.iter().try_for_each(|o| match o {
-                BatchOp::Get { key } | BatchOp::Delete { key } => check_key(key),
-                BatchOp::Put { key, value, ttl_ms } => {
-                    check_key(key)?;
-                    check_value(value)?;
-                    check_ttl(*ttl_ms)
-                }
-            })
-        }
-        Request::Cas {
-            key,
-            expected,
-            new,
-            ttl_ms,
-        } => {
-            check_key(key)?;
-            if let Some(v) = expected {
-                check_value(v)?;
-            }
-            if let Some(v) = new {
-                check_value(v)?;
-            }
-            check_ttl(*ttl_ms)
-        }
+        ));
     }
+    req.check_limits()
+        .map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
 /// A short name of a response kind for error messages (not its payload, which may be
@@ -464,6 +376,7 @@ pub(crate) fn response_name(r: &Response) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nextdb_proto::limits::{MAX_KEY_BYTES, MAX_TTL_MS};
     use nextdb_proto::message::op;
 
     fn opcode_of(r: &Response) -> u8 {

@@ -272,6 +272,111 @@ impl Request {
         )
     }
 
+    /// Checks the field limits that [`Request::decode`] enforces, so a sender can
+    /// refuse a request before the server would. Keep the two in step.
+    pub fn check_limits(&self) -> Result<(), ProtoError> {
+        fn len(what: &'static str, v: &[u8], max: usize) -> Result<(), ProtoError> {
+            if v.len() > max {
+                return Err(ProtoError::TooLong {
+                    what,
+                    len: v.len(),
+                    max,
+                });
+            }
+            Ok(())
+        }
+        let key = |k: &[u8]| len("key", k, MAX_KEY_BYTES);
+        let value = |v: &[u8]| len("value", v, MAX_VALUE_BYTES);
+        let ttl = |t: Option<u64>| match t {
+            Some(ms) if ms > MAX_TTL_MS => Err(ProtoError::BadValue {
+                what: "ttl_ms",
+                value: ms,
+            }),
+            _ => Ok(()),
+        };
+        match self {
+            Request::Hello(h) => {
+                len("client_name", h.client_name.as_bytes(), MAX_STRING_BYTES)?;
+                len("mechanism", h.mechanism.as_bytes(), MAX_STRING_BYTES)?;
+                len("auth_data", &h.auth_data, MAX_STRING_BYTES)
+            }
+            Request::Auth { data } => len("auth_data", data, MAX_STRING_BYTES),
+            Request::Ping { payload } => len("payload", payload, MAX_STRING_BYTES),
+            Request::Stats => Ok(()),
+            Request::Get { key: k }
+            | Request::Delete { key: k }
+            | Request::Ttl { key: k }
+            | Request::Incr { key: k, .. } => key(k),
+            Request::Put {
+                key: k,
+                value: v,
+                ttl_ms,
+            } => {
+                key(k)?;
+                value(v)?;
+                ttl(*ttl_ms)
+            }
+            Request::Expire { key: k, ttl_ms } => {
+                key(k)?;
+                ttl(*ttl_ms)
+            }
+            Request::Scan {
+                start,
+                end,
+                limit,
+                token,
+            } => {
+                key(start)?;
+                if let Some(e) = end {
+                    key(e)?;
+                }
+                if *limit == 0 || *limit > MAX_SCAN_LIMIT {
+                    return Err(ProtoError::BadValue {
+                        what: "limit",
+                        value: *limit as u64,
+                    });
+                }
+                len("token", token, MAX_KEY_BYTES + 16)
+            }
+            Request::Batch { ops, .. } => {
+                if ops.len() > MAX_BATCH_OPS {
+                    return Err(ProtoError::TooLong {
+                        what: "batch",
+                        len: ops.len(),
+                        max: MAX_BATCH_OPS,
+                    });
+                }
+                ops.iter().try_for_each(|o| match o {
+                    BatchOp::Get { key: k } | BatchOp::Delete { key: k } => key(k),
+                    BatchOp::Put {
+                        key: k,
+                        value: v,
+                        ttl_ms,
+                    } => {
+                        key(k)?;
+                        value(v)?;
+                        ttl(*ttl_ms)
+                    }
+                })
+            }
+            Request::Cas {
+                key: k,
+                expected,
+                new,
+                ttl_ms,
+            } => {
+                key(k)?;
+                if let Some(v) = expected {
+                    value(v)?;
+                }
+                if let Some(v) = new {
+                    value(v)?;
+                }
+                ttl(*ttl_ms)
+            }
+        }
+    }
+
     /// Appends the whole frame (length field included) to `out`.
     pub fn encode(&self, request_id: u32, out: &mut Vec<u8>) {
         let flags = match self {
@@ -785,6 +890,55 @@ mod tests {
             Err(ProtoError::TooLong { .. })
         ));
         assert!(Request::decode(op::HELLO, 0, b"XXXX").is_err());
+    }
+
+    #[test]
+    fn check_limits_agrees_with_the_decoder() {
+        let reqs = [
+            Request::Get {
+                key: vec![0; MAX_KEY_BYTES + 1],
+            },
+            Request::Put {
+                key: vec![1],
+                value: vec![0; MAX_VALUE_BYTES + 1],
+                ttl_ms: None,
+            },
+            Request::Expire {
+                key: vec![1],
+                ttl_ms: Some(MAX_TTL_MS + 1),
+            },
+            Request::Scan {
+                start: vec![],
+                end: None,
+                limit: 0,
+                token: vec![],
+            },
+            Request::Scan {
+                start: vec![],
+                end: None,
+                limit: MAX_SCAN_LIMIT + 1,
+                token: vec![],
+            },
+            Request::Get { key: vec![0; 10] },
+            Request::Scan {
+                start: vec![],
+                end: Some(vec![9]),
+                limit: 10,
+                token: vec![],
+            },
+        ];
+        for r in reqs {
+            let mut b = Vec::new();
+            r.encode(1, &mut b);
+            let h = decode_header(&b, usize::MAX).unwrap().unwrap();
+            let decoded = Request::decode(h.opcode, h.flags, &b[HEADER_BYTES..]);
+            assert_eq!(
+                r.check_limits().is_ok(),
+                decoded.is_ok(),
+                "{:?}",
+                r.opcode()
+            );
+        }
     }
 
     proptest! {
