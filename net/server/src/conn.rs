@@ -497,44 +497,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             authenticated: false,
             auth_data: Vec::new(),
         };
-        // An insecure node still runs SCRAM for a client that asks for it and names a
-        // known user: such a client requires mutual authentication.
-        let scram_user_known =
-            h.mechanism == MECHANISM && scram_user_exists(&h.auth_data, &self.cfg);
-        if self.cfg.insecure && !scram_user_known {
-            ok.authenticated = true;
-            self.auth = AuthState::Ready;
-        } else if h.mechanism == MECHANISM {
-            let users = self.cfg.users.clone();
-            match ServerExchange::start(&h.auth_data, |u| users.get(u).cloned()) {
-                Ok((ex, server_first)) => {
-                    ok.auth_data = server_first;
-                    self.auth = AuthState::Scram(Box::new(ex));
-                }
-                Err(e) => {
-                    self.fatal(id, op::HELLO, ErrorCode::AuthFailed, &e.to_string());
-                    return;
-                }
+        // Start the SCRAM exchange once, noting whether it names a known user: an
+        // insecure node still runs SCRAM for such a client, which requires mutual
+        // authentication; anyone else is let in there without it.
+        let scram = (h.mechanism == MECHANISM).then(|| {
+            let known = Cell::new(false);
+            let users = &self.cfg.users;
+            let started = ServerExchange::start(&h.auth_data, |u| {
+                let v = users.get(u).cloned();
+                known.set(v.is_some());
+                v
+            });
+            (started, known.get())
+        });
+        match scram {
+            Some((_, false)) | None if self.cfg.insecure => {
+                ok.authenticated = true;
+                self.auth = AuthState::Ready;
             }
-        } else {
-            let msg = format!(
-                "this server requires {MECHANISM} authentication (got {:?})",
-                h.mechanism
-            );
-            self.fatal(id, op::HELLO, ErrorCode::AuthFailed, &msg);
-            return;
+            Some((Ok((ex, server_first)), _)) => {
+                ok.auth_data = server_first;
+                self.auth = AuthState::Scram(Box::new(ex));
+            }
+            Some((Err(e), _)) => {
+                self.fatal(id, op::HELLO, ErrorCode::AuthFailed, &e.to_string());
+                return;
+            }
+            None => {
+                let msg = format!(
+                    "this server requires {MECHANISM} authentication (got {:?})",
+                    h.mechanism
+                );
+                self.fatal(id, op::HELLO, ErrorCode::AuthFailed, &msg);
+                return;
+            }
         }
         Response::HelloOk(ok).encode(op::HELLO, id, &mut self.out);
     }
-}
-
-/// Whether a SCRAM client-first-message names a user this node knows.
-fn scram_user_exists(client_first: &[u8], cfg: &ServerConfig) -> bool {
-    let found = std::cell::Cell::new(false);
-    let _ = ServerExchange::start(client_first, |u| {
-        let v = cfg.users.get(u).cloned();
-        found.set(v.is_some());
-        v
-    });
-    found.get()
 }
