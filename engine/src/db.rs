@@ -15,11 +15,11 @@
 
 use crate::batch::{self, WriteBatch};
 use crate::cache::BlockCache;
-use crate::config::{EngineConfig, NUM_LEVELS};
+use crate::config::{EngineConfig, MAX_KEY_BYTES, MAX_VALUE_BYTES, NUM_LEVELS};
 use crate::fs::FileSystem;
 use crate::iter::{DbIter, LevelIter, MergingIter, ReadOptions, Source};
 use crate::keys;
-use crate::log::Log;
+use crate::log::{Log, Lsn};
 use crate::memtable::MemTable;
 use crate::sst::{Block, Table, TableBuilder, TableIter, TableOptions};
 use crate::sync::{AsyncLock, Notify};
@@ -42,6 +42,33 @@ pub struct WriteOptions {
     pub sync: bool,
     /// Time to live in milliseconds (puts only).
     pub ttl_ms: Option<u64>,
+}
+
+/// The ticket of one `Db::commit`: its timestamp, its log position, and whether its
+/// writer asked for durability. `Db::wait_durable` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a synced commit is invisible until `wait_durable` covers it"]
+pub struct Commit {
+    ts: u64,
+    lsn: Lsn,
+    sync: bool,
+}
+
+impl Commit {
+    /// The timestamp the batch was applied at (its log index in `LOCAL_GROUP`).
+    pub fn ts(&self) -> u64 {
+        self.ts
+    }
+
+    /// The log position of its record.
+    pub fn lsn(&self) -> Lsn {
+        self.lsn
+    }
+
+    /// True if the writer asked to wait for the fsync.
+    pub fn sync(&self) -> bool {
+        self.sync
+    }
 }
 
 /// Sizes of one level.
@@ -212,21 +239,12 @@ impl<F: FileSystem> Db<F> {
             }
             let ts = rec.index;
             last_ts = last_ts.max(ts);
-            let ops = batch::decode(rec.payload).map_err(|e| {
-                Error::corruption(log_dir(dir), 0, format!("bad batch at index {ts}: {e}"))
-            })?;
             let mem = mems
                 .last_mut()
                 .ok_or_else(|| Error::InvalidArgument("no memtable".into()))?;
-            for op in ops {
-                let op = op.map_err(|e| {
-                    Error::corruption(log_dir(dir), 0, format!("bad batch at index {ts}: {e}"))
-                })?;
-                keys::encode_internal(&mut ikey, op.key, ts);
-                val.clear();
-                keys::encode_value(&mut val, op.kind, op.expires_at_ms, op.value);
-                mem.insert(&ikey, &val)?;
-            }
+            insert_batch(mem, ts, rec.payload, &mut ikey, &mut val).map_err(|e| {
+                Error::corruption(log_dir(dir), 0, format!("bad batch at index {ts}: {e}"))
+            })?;
             if mem.approximate_bytes() >= memtable_bytes {
                 mems.push(MemTable::new());
             }
@@ -312,51 +330,125 @@ impl<F: FileSystem> Db<F> {
         self.write(&b, opts).await
     }
 
-    /// Applies `batch` atomically at one new timestamp.
+    /// Applies `batch` atomically at one new timestamp: `admit`, `commit`,
+    /// `wait_durable`. An empty batch is a no-op.
     pub async fn write(&self, batch: &WriteBatch, opts: &WriteOptions) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
+        self.admit().await?;
+        let c = self.commit(batch, opts)?;
+        self.wait_durable(&c).await
+    }
+
+    /// The first step of a write and the only one that may suspend before the commit:
+    /// gives the scheduler its turn, then waits (or works inline) until the memtables
+    /// and L0 have room. Called by foreground tasks of the owning core. After it
+    /// returns, the caller may check whatever it must (a key lock) and `commit` without
+    /// an `.await` in between: no other task of the core can commit in that window.
+    pub async fn admit(&self) -> Result<()> {
         // A write that never waits for I/O would never let the low-share compaction
         // queue run: give the scheduler its chance (a flag check unless it is time).
         glommio::yield_if_needed().await;
-        self.make_room().await?;
-        let lsn = {
-            let mut guard = self.st.borrow_mut();
-            let st = &mut *guard;
-            if let Some(e) = &st.bg_error {
-                return Err(Error::Poisoned(e.clone()));
-            }
-            let ts = st.last_ts + 1;
-            st.payload_buf.clear();
-            batch.encode_into(&mut st.payload_buf);
-            let lsn = self.log.append(LOCAL_GROUP, ts, 0, &st.payload_buf)?;
-            st.last_ts = ts;
-            for op in batch.iter() {
-                let op = op.map_err(|e| Error::InvalidArgument(format!("malformed batch: {e}")))?;
-                keys::encode_internal(&mut st.ikey_buf, op.key, ts);
-                st.value_buf.clear();
-                keys::encode_value(&mut st.value_buf, op.kind, op.expires_at_ms, op.value);
-                st.mem.insert(&st.ikey_buf, &st.value_buf)?;
-            }
-            if opts.sync {
-                st.pending_sync.push_back((ts, lsn));
-            }
-            if st.mem.approximate_bytes() >= self.cfg.memtable_bytes {
-                let full = std::mem::replace(&mut st.mem, Rc::new(MemTable::new()));
-                st.imm.push_back(full);
-                self.bg_wake.notify_all();
-            }
-            self.counters.borrow_mut().user_bytes += batch.byte_size() as u64;
-            lsn
-        };
-        if opts.sync {
-            self.log.sync(lsn).await?;
-        } else if self.log.needs_flush() {
-            // Bound the unsynced buffer: write it out (no fsync) once it is large.
-            self.log.flush().await?;
+        self.make_room().await
+    }
+
+    /// The second step of a write, synchronous: takes the next timestamp, appends the
+    /// batch to the log as record (`LOCAL_GROUP`, ts, term 0), applies it to the
+    /// memtable at that timestamp and returns the ticket for `wait_durable`. A synced
+    /// commit stays invisible to readers until its record is durable, so its caller
+    /// must `wait_durable` (or some later group commit must cover it). Errors: an empty
+    /// batch (`InvalidArgument`), a background error or a poisoned log (`Poisoned`);
+    /// nothing is committed then.
+    pub fn commit(&self, batch: &WriteBatch, opts: &WriteOptions) -> Result<Commit> {
+        if batch.is_empty() {
+            return Err(Error::InvalidArgument("empty write batch".into()));
         }
+        self.check_bg_error()?;
+        let mut payload = std::mem::take(&mut self.st.borrow_mut().payload_buf);
+        payload.clear();
+        batch.encode_into(&mut payload);
+        let ts = self.st.borrow().last_ts + 1;
+        let res = self
+            .append_log(LOCAL_GROUP, ts, 0, &payload)
+            .and_then(|lsn| {
+                self.apply(ts, &payload).inspect_err(|e| {
+                    // The log holds a record the memtable lacks: recovery would replay
+                    // it, so nothing more may be acknowledged from this state.
+                    self.set_error(e);
+                })?;
+                Ok(lsn)
+            });
+        self.st.borrow_mut().payload_buf = payload;
+        let lsn = res?;
+        if opts.sync {
+            let mut st = self.st.borrow_mut();
+            assert!(
+                st.pending_sync
+                    .back()
+                    .is_none_or(|&(t, l)| t < ts && l < lsn)
+            );
+            st.pending_sync.push_back((ts, lsn));
+        }
+        Ok(Commit {
+            ts,
+            lsn,
+            sync: opts.sync,
+        })
+    }
+
+    /// Appends `payload` to the core's log as record (`group`, `index`, `term`);
+    /// durable only after a group commit covers the returned LSN. Called by `commit`
+    /// (group `LOCAL_GROUP`, index = timestamp) and, later, by the core's Raft glue,
+    /// which appends, replicates and then `apply`s the same payload without a second
+    /// log write. Synchronous: it only buffers.
+    pub fn append_log(&self, group: u64, index: u64, term: u64, payload: &[u8]) -> Result<Lsn> {
+        let before = self.log.last_lsn();
+        let lsn = self.log.append(group, index, term, payload)?;
+        assert_eq!(lsn, before + 1, "log LSNs are consecutive");
+        Ok(lsn)
+    }
+
+    /// Applies an encoded batch (`payload`, as logged) to the memtable at timestamp
+    /// `ts`, rotating the memtable once it is full. Called by `commit` and, later, by
+    /// the core's Raft glue once an entry is committed. Assumes the record is already
+    /// in the log (recovery replays it if the memtable is lost) and that `ts` is above
+    /// every timestamp applied before (asserted). The whole batch is decoded and
+    /// checked before anything is inserted, so a malformed payload changes nothing.
+    pub fn apply(&self, ts: u64, payload: &[u8]) -> Result<()> {
+        check_payload(payload)?;
+        let mut guard = self.st.borrow_mut();
+        let st = &mut *guard;
+        assert!(ts > st.last_ts, "timestamps strictly increase");
+        insert_batch(&st.mem, ts, payload, &mut st.ikey_buf, &mut st.value_buf)?;
+        st.last_ts = ts;
+        if st.mem.approximate_bytes() >= self.cfg.memtable_bytes {
+            let full = std::mem::replace(&mut st.mem, Rc::new(MemTable::new()));
+            st.imm.push_back(full);
+            self.bg_wake.notify_all();
+        }
+        self.counters.borrow_mut().user_bytes += payload.len() as u64;
         Ok(())
+    }
+
+    /// The last step of a write: for a synced commit, returns once its log record is
+    /// durable (one group commit covers every commit waiting at the time); for an
+    /// unsynced one, writes the log buffer out (no fsync) once it is over its bound.
+    pub async fn wait_durable(&self, c: &Commit) -> Result<()> {
+        if c.sync {
+            self.log.sync(c.lsn).await
+        } else if self.log.needs_flush() {
+            self.log.flush().await
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check_bg_error(&self) -> Result<()> {
+        match &self.st.borrow().bg_error {
+            Some(e) => Err(Error::Poisoned(e.clone())),
+            None => Ok(()),
+        }
     }
 
     /// Waits while too many memtables await flush or L0 is at the stop trigger; delays
@@ -1069,6 +1161,45 @@ impl<F: FileSystem> Db<F> {
             cache_bytes: cache.bytes_used as u64,
         }
     }
+}
+
+fn malformed(e: crate::codec::DecodeError) -> Error {
+    Error::InvalidArgument(format!("malformed write batch: {e}"))
+}
+
+/// Decodes every operation of an encoded batch and checks it against the memtable's
+/// limits, so that inserting it afterwards cannot fail halfway.
+fn check_payload(payload: &[u8]) -> Result<()> {
+    for op in batch::decode(payload).map_err(malformed)? {
+        let op = op.map_err(malformed)?;
+        if op.key.is_empty() || op.key.len() > MAX_KEY_BYTES || op.value.len() > MAX_VALUE_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "batch operation with a {}-byte key and a {}-byte value",
+                op.key.len(),
+                op.value.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Inserts every operation of an encoded batch into `mem` at timestamp `ts` (the write
+/// path's `apply` and recovery's replay share it, so both store the same bytes).
+fn insert_batch(
+    mem: &MemTable,
+    ts: u64,
+    payload: &[u8],
+    ikey: &mut Vec<u8>,
+    value: &mut Vec<u8>,
+) -> Result<()> {
+    for op in batch::decode(payload).map_err(malformed)? {
+        let op = op.map_err(malformed)?;
+        keys::encode_internal(ikey, op.key, ts);
+        value.clear();
+        keys::encode_value(value, op.kind, op.expires_at_ms, op.value);
+        mem.insert(ikey, value)?;
+    }
+    Ok(())
 }
 
 fn live_value(stored: &[u8], now_ms: u64) -> Option<Vec<u8>> {
