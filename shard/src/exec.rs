@@ -63,8 +63,31 @@ impl<F: FileSystem> ShardCore<F> {
         }
     }
 
+    /// Writes `b` for a read-modify-write that holds its key: plain writes to that key
+    /// wait for the lock at their commit, so nothing lands between read and write.
     async fn write(&self, b: &WriteBatch) -> Result<(), ShardError> {
         Ok(self.db.write(b, &self.wopts()).await?)
+    }
+
+    /// Writes `b`, a plain write to `keys`, once no read-modify-write holds any of
+    /// them. The lock check and the engine's commit (which takes the timestamp) run in
+    /// one synchronous step after admission, the engine's only suspension point before
+    /// a commit: checking before admission would let a CAS or INCR read the old value
+    /// while this write waits, then overwrite it.
+    async fn write_unlocked(&self, b: &WriteBatch, keys: &[Vec<u8>]) -> Result<(), ShardError> {
+        if b.is_empty() {
+            return Ok(());
+        }
+        loop {
+            self.db.admit().await?;
+            match keys.iter().find(|k| self.locks.is_held(k)) {
+                Some(k) => self.locks.wait_unlocked(k).await,
+                None => break,
+            }
+        }
+        let commit = self.db.commit(b, &self.wopts())?;
+        self.db.wait_durable(&commit).await?;
+        Ok(())
     }
 
     pub async fn execute(&self, op: ShardOp) -> ShardReply {
@@ -72,18 +95,16 @@ impl<F: FileSystem> ShardCore<F> {
             ShardOp::Get { key } => Ok(ShardResult::Value(self.db.get(&ekey(&key)).await?)),
             ShardOp::Put { key, value, ttl_ms } => {
                 let k = ekey(&key);
-                self.locks.wait_unlocked(&k).await;
                 let mut b = WriteBatch::new();
                 b.put_with_expiry(&k, &value, expiry(ttl_ms))?;
-                self.write(&b).await?;
+                self.write_unlocked(&b, &[k]).await?;
                 Ok(ShardResult::Done)
             }
             ShardOp::Delete { key } => {
                 let k = ekey(&key);
-                self.locks.wait_unlocked(&k).await;
                 let mut b = WriteBatch::new();
                 b.delete(&k)?;
-                self.write(&b).await?;
+                self.write_unlocked(&b, &[k]).await?;
                 Ok(ShardResult::Done)
             }
             ShardOp::Scan {
@@ -104,6 +125,7 @@ impl<F: FileSystem> ShardCore<F> {
                 let cur = self.read_latest(&k).await?;
                 let current = cur.map(|e| e.value);
                 if current != expected {
+                    self.settle_read().await?;
                     return Ok(ShardResult::Cas {
                         swapped: false,
                         current,
@@ -138,6 +160,7 @@ impl<F: FileSystem> ShardCore<F> {
                 let k = ekey(&key);
                 let _g = self.locks.lock(&k).await;
                 let Some(e) = self.read_latest(&k).await? else {
+                    self.settle_read().await?;
                     return Ok(ShardResult::Found(false));
                 };
                 let mut b = WriteBatch::new();
@@ -157,6 +180,17 @@ impl<F: FileSystem> ShardCore<F> {
             }
             ShardOp::Stats => Ok(ShardResult::Stats(Box::new(self.snapshot()))),
         }
+    }
+
+    /// A read-modify-write that ends without writing answers with what `read_latest`
+    /// saw, which may include writes not yet durable: answer only once they are, or a
+    /// client could act on a value that a crash then takes back (found by the
+    /// whole-node simulation).
+    async fn settle_read(&self) -> Result<(), ShardError> {
+        if self.sync == SyncMode::Fsync {
+            self.db.sync_log().await?;
+        }
+        Ok(())
     }
 
     /// Reads at the newest written timestamp, durable or not: the caller holds the
@@ -211,6 +245,7 @@ impl<F: FileSystem> ShardCore<F> {
     async fn batch(&self, ops: Vec<BatchOp>) -> ShardReply {
         let mut results = Vec::with_capacity(ops.len());
         let mut b = WriteBatch::new();
+        let mut written = Vec::new();
         for op in &ops {
             match op {
                 BatchOp::Get { key } => {
@@ -218,19 +253,19 @@ impl<F: FileSystem> ShardCore<F> {
                 }
                 BatchOp::Put { key, value, ttl_ms } => {
                     let k = ekey(key);
-                    self.locks.wait_unlocked(&k).await;
                     b.put_with_expiry(&k, value, expiry(*ttl_ms))?;
+                    written.push(k);
                     results.push(BatchResult::Done);
                 }
                 BatchOp::Delete { key } => {
                     let k = ekey(key);
-                    self.locks.wait_unlocked(&k).await;
                     b.delete(&k)?;
+                    written.push(k);
                     results.push(BatchResult::Done);
                 }
             }
         }
-        self.write(&b).await?;
+        self.write_unlocked(&b, &written).await?;
         Ok(ShardResult::Batch(results))
     }
 

@@ -40,6 +40,13 @@ impl KeyLocks {
         }
     }
 
+    /// Whether a read-modify-write holds `key` right now (no wait: callers check this
+    /// in the same synchronous step as their commit).
+    pub fn is_held(&self, key: &[u8]) -> bool {
+        let held = self.held.borrow();
+        !held.is_empty() && held.contains(key)
+    }
+
     /// Waits until no read-modify-write holds `key`.
     pub async fn wait_unlocked(&self, key: &[u8]) {
         loop {
