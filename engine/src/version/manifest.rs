@@ -131,7 +131,7 @@ pub async fn recover<F: FileSystem>(fs: &F, dir: &Path) -> Result<Option<Recover
         manifest_seq: seq,
         ..Recovered::default()
     };
-    let mut reader = SegmentReader::open(fs, &path).await?;
+    let mut reader = SegmentReader::open(fs, &path, true).await?;
     let mut count = 0u64;
     while let Some(rec) = reader.next().await? {
         let edit = VersionEdit::decode(&rec.payload)
@@ -256,7 +256,7 @@ async fn write_new<F: FileSystem>(
     snapshot: &VersionEdit,
 ) -> Result<SegmentWriter<F>> {
     let path = dir.join(manifest_name(seq));
-    let mut w = SegmentWriter::create(fs, &path, seq).await?;
+    let mut w = SegmentWriter::create(fs, &path, seq, 0).await?;
     w.append(0, 0, 0, &snapshot.encode())?;
     w.sync().await?;
     let tmp = dir.join(CURRENT_TMP);
