@@ -10,7 +10,7 @@
 
 use super::edit::{FileMeta, VersionEdit};
 use crate::config::MANIFEST_ROLL_BYTES;
-use crate::fs::{FileSystem, ReadFile, StreamWriter};
+use crate::fs::{FileSystem, ReadFile, atomic};
 use crate::log::segment::{SegmentReader, SegmentWriter};
 use crate::{Error, Result};
 use std::cell::RefCell;
@@ -18,7 +18,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 const CURRENT: &str = "CURRENT";
-const CURRENT_TMP: &str = "CURRENT.tmp";
 const PREFIX: &str = "MANIFEST-";
 
 fn manifest_name(seq: u64) -> String {
@@ -157,7 +156,7 @@ pub async fn remove_stale<F: FileSystem>(fs: &F, dir: &Path, keep_seq: u64) -> R
     let keep = manifest_name(keep_seq);
     let mut removed = false;
     for n in fs.list_dir(dir).await? {
-        if (n.starts_with(PREFIX) && n != keep) || n == CURRENT_TMP {
+        if (n.starts_with(PREFIX) && n != keep) || n == format!("{CURRENT}{}", atomic::TMP_SUFFIX) {
             fs.remove(&dir.join(&n)).await?;
             removed = true;
         }
@@ -248,7 +247,8 @@ impl<F: FileSystem> Manifest<F> {
     }
 }
 
-/// Writes manifest `seq` holding `snapshot`, fsyncs it and points `CURRENT` at it.
+/// Writes manifest `seq` holding `snapshot`, fsyncs it and points `CURRENT` at it
+/// (`fs::atomic::write_atomic`: a crash leaves the old or the new manifest current).
 async fn write_new<F: FileSystem>(
     fs: &F,
     dir: &Path,
@@ -259,12 +259,8 @@ async fn write_new<F: FileSystem>(
     let mut w = SegmentWriter::create(fs, &path, seq, 0).await?;
     w.append(0, 0, 0, &snapshot.encode())?;
     w.sync().await?;
-    let tmp = dir.join(CURRENT_TMP);
-    let mut cw = fs.create_stream(&tmp, 4096).await?;
-    cw.write(format!("{}\n", manifest_name(seq)).as_bytes())
-        .await?;
-    cw.finish().await?;
-    fs.rename(&tmp, &dir.join(CURRENT)).await?;
-    fs.sync_dir(dir).await?;
+    // The new manifest is durable (synced above) before CURRENT can name it.
+    let current = format!("{}\n", manifest_name(seq));
+    atomic::write_atomic(fs, dir, CURRENT, current.as_bytes()).await?;
     Ok(w)
 }
