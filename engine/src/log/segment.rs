@@ -218,7 +218,8 @@ pub struct OwnedRecord {
 /// returned only once the whole flush verified, so a damaged flush replays nothing.
 /// Damage is a torn tail (reading stops, [`SegmentReader::end_offset`] is the damaged
 /// flush's start) only if it may come from a power cut; otherwise it is an error naming
-/// the file and offset. See [`SegmentReader::on_damage`] for the rule.
+/// the file and offset. The rule is on `SegmentReader::on_damage` and in
+/// `docs/formats.md`.
 pub struct SegmentReader<F: FileSystem> {
     file: F::Reader,
     path: PathBuf,

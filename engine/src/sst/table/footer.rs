@@ -10,7 +10,7 @@ use crate::{Error, Result};
 use std::path::Path;
 
 /// Facts about a table, written in its properties block and returned by
-/// [`TableBuilder::finish`]. Sizes are bytes on disk, trailers included.
+/// [`TableBuilder::finish`](super::TableBuilder::finish). Sizes are bytes on disk, trailers included.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TableProperties {
     pub num_entries: u64,

@@ -1,5 +1,5 @@
 //! SSTable writer ([`TableBuilder`]) and reader ([`Table`], [`TableIter`]), one module
-//! per job: [`footer`] (footer and properties block), [`builder`], [`reader`], [`iter`].
+//! per job: `footer` (footer and properties block), `builder`, `reader`, `iter`.
 //!
 //! File layout (byte by byte in `docs/formats.md`):
 //!
@@ -15,7 +15,7 @@
 //!
 //! The reader keeps the index and the filter pinned in the [`Table`] (they are not
 //! charged to the block cache: their memory is owned by whoever keeps the table
-//! open); data blocks go through the shared [`BlockCache`].
+//! open); data blocks go through the shared [`BlockCache`](crate::cache::BlockCache).
 
 mod builder;
 mod footer;
