@@ -92,10 +92,16 @@ impl Recovered {
 pub async fn recover<F: FileSystem>(fs: &F, dir: &Path) -> Result<Option<Recovered>> {
     let current = dir.join(CURRENT);
     if !fs.exists(&current).await? {
+        // The first open writes MANIFEST-000001, fsyncs it, then makes CURRENT; a
+        // power cut in between may leave the manifest's name durable without CURRENT
+        // (file systems may commit a new name with the file's own fsync). No table
+        // exists yet and no write was acknowledged: start empty. Any other manifest or
+        // any table means CURRENT was lost from a used directory: corruption.
         let names = fs.list_dir(dir).await?;
+        let first = manifest_name(1);
         if names
             .iter()
-            .any(|n| n.starts_with(PREFIX) || n.ends_with(".sst"))
+            .any(|n| (n.starts_with(PREFIX) && *n != first) || n.ends_with(".sst"))
         {
             return Err(Error::corruption(
                 current,
@@ -263,4 +269,39 @@ async fn write_new<F: FileSystem>(
     let current = format!("{}\n", manifest_name(seq));
     atomic::write_atomic(fs, dir, CURRENT, current.as_bytes()).await?;
     Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::glommio_fs::run_local;
+    use crate::fs::sim::SimFs;
+
+    /// A first open that crashed after `MANIFEST-000001` reached the disk by name but
+    /// before `CURRENT` did starts empty instead of refusing the directory.
+    #[test]
+    fn first_manifest_without_current_is_a_fresh_directory() {
+        run_local(async {
+            let fs = SimFs::new(1);
+            let dir = Path::new("/shard");
+            crate::fs::create_dir_all_durable(&fs, dir).await.unwrap();
+            let m = Manifest::create(fs.clone(), dir, 0, &VersionEdit::default())
+                .await
+                .unwrap();
+            assert_eq!(m.number(), 1);
+            fs.remove(&dir.join(CURRENT)).await.unwrap();
+            fs.sync_dir(dir).await.unwrap();
+            assert!(recover(&fs, dir).await.unwrap().is_none());
+            // A later manifest without CURRENT is a used directory: refused.
+            Manifest::create(fs.clone(), dir, 1, &VersionEdit::default())
+                .await
+                .unwrap();
+            fs.remove(&dir.join(CURRENT)).await.unwrap();
+            assert!(matches!(
+                recover(&fs, dir).await,
+                Err(Error::Corruption { .. })
+            ));
+        })
+        .unwrap();
+    }
 }
