@@ -37,6 +37,11 @@ pub const MAX_INTERNAL_KEY_BYTES: usize = MAX_KEY_BYTES + crate::keys::TS_BYTES;
 pub const MAX_STORED_VALUE_BYTES: usize = MAX_VALUE_BYTES + 1 + 8;
 /// Largest log record payload (one write batch).
 pub const MAX_LOG_RECORD_BYTES: usize = 64 * 1024 * 1024;
+/// A log flush (one flush header and the records after it) is cut before a record that
+/// would take it past this many bytes of records, unless it holds no record yet; so a
+/// flush holds at most `max(MAX_LOG_FLUSH_BYTES, one record)`, and recovery, which
+/// checks a whole flush before replaying any of it, holds at most that in memory.
+pub const MAX_LOG_FLUSH_BYTES: usize = 16 * 1024 * 1024;
 
 /// SSTable data blocks are cut once they reach this many bytes (before compression).
 pub const DATA_BLOCK_BYTES: usize = 4096;

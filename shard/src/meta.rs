@@ -4,7 +4,6 @@
 //! `name=value` per line) in `docs/formats.md`.
 
 use crate::config::SLOTS;
-use std::io::Write;
 use std::path::Path;
 
 pub const FILE_NAME: &str = "NODE";
@@ -47,15 +46,9 @@ pub fn check_or_create(dir: &Path, shards: usize) -> Result<(), String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-            let write = || -> std::io::Result<()> {
-                let mut f = std::fs::File::create(&tmp)?;
-                writeln!(f, "{HEADER}\nshards={shards}\nslots={SLOTS}")?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, &path)?;
-                std::fs::File::open(dir)?.sync_all()
-            };
-            write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+            let text = format!("{HEADER}\nshards={shards}\nslots={SLOTS}\n");
+            nextdb_engine::fs::atomic::write_atomic_blocking(dir, FILE_NAME, text.as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }

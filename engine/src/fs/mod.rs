@@ -13,6 +13,7 @@
 //! - No single read exceeds [`crate::config::MAX_IO_BYTES`]; callers split larger reads.
 //! - All futures are `!Send`: a file belongs to the core that opened it.
 
+pub mod atomic;
 pub mod glommio_fs;
 pub mod sim;
 

@@ -12,7 +12,7 @@ pub mod record;
 pub mod segment;
 
 pub use record::LogRecord;
-use segment::{SegmentReader, SegmentWriter};
+use segment::{OwnedRecord, SegmentReader, SegmentWriter};
 
 use crate::config::EngineConfig;
 use crate::fs::{FileSystem, RwFile};
@@ -71,6 +71,9 @@ struct Inner<F: FileSystem> {
     segments: BTreeMap<u64, SegmentMeta>,
     /// group → highest index no longer needed.
     truncated: HashMap<u64, u64>,
+    /// group → (last index appended or replayed, appended by this run): the writer's
+    /// half of the density check recovery makes.
+    appended: HashMap<u64, (u64, bool)>,
     stats: LogStats,
 }
 
@@ -119,9 +122,81 @@ fn parse_segment_name(name: &str) -> Option<u64> {
         .ok()
 }
 
+/// Recovery's check that each group's indexes are dense: after a group's first
+/// record, each next one is the previous index + 1. The one exception is a group's
+/// first record in a segment a recovery started ([`segment::FLAG_RUN_START`]): the
+/// previous run's unsynced tail was cut, and the engine may continue above indexes it
+/// handed out but never made durable; the index must still increase.
+#[derive(Default)]
+struct DenseIndexes {
+    /// group → last index seen.
+    last: HashMap<u64, u64>,
+    records: u64,
+}
+
+impl DenseIndexes {
+    fn check(&mut self, rec: &OwnedRecord, path: &Path, first_in_run_start: bool) -> Result<()> {
+        if let Some(&prev) = self.last.get(&rec.group) {
+            let ok = rec.index == prev + 1 || (first_in_run_start && rec.index > prev);
+            if !ok {
+                return Err(Error::corruption(
+                    path,
+                    rec.offset,
+                    format!(
+                        "log group {} index {} follows index {prev}: records are missing",
+                        rec.group, rec.index
+                    ),
+                ));
+            }
+        }
+        self.last.insert(rec.group, rec.index);
+        self.records += 1;
+        Ok(())
+    }
+}
+
+/// Replays one segment through `replay`, checking index density; cuts a torn tail off
+/// the last segment so a later recovery never mistakes it for corruption in the
+/// middle of the log.
+async fn replay_segment<F: FileSystem>(
+    fs: &F,
+    path: &Path,
+    last: bool,
+    dense: &mut DenseIndexes,
+    replay: &mut impl FnMut(LogRecord<'_>) -> Result<()>,
+) -> Result<SegmentMeta> {
+    let mut r = SegmentReader::open(fs, path, last).await?;
+    let run_start = r.is_run_start();
+    let mut meta = SegmentMeta::default();
+    while let Some(rec) = r.next().await? {
+        let first_here = !meta.groups.contains_key(&rec.group);
+        dense.check(&rec, path, run_start && first_here)?;
+        meta.note(rec.group, rec.index);
+        replay(LogRecord {
+            group: rec.group,
+            index: rec.index,
+            term: rec.term,
+            payload: &rec.payload,
+        })?;
+    }
+    let end = r.end_offset().unwrap_or(0);
+    r.close().await?;
+    if last {
+        let f = fs.open_rw(path).await?;
+        if f.size().await? > end {
+            f.truncate(end).await?;
+            f.sync().await?;
+        }
+        f.close().await?;
+    }
+    Ok(meta)
+}
+
 impl<F: FileSystem> Log<F> {
     /// Opens the log in `dir`: replays every record in order through `replay`, cuts a
-    /// torn tail off the last segment, and starts a new segment for appends.
+    /// torn tail off the last segment, and starts a new segment for appends. A hole (a
+    /// damaged flush followed by valid data it cannot be an unsynced tail of) or a gap
+    /// in a group's indexes is `Error::Corruption` naming the file and offset.
     pub async fn open(
         fs: F,
         dir: &Path,
@@ -137,38 +212,22 @@ impl<F: FileSystem> Log<F> {
             .collect();
         seqs.sort_unstable();
         let mut segments = BTreeMap::new();
-        let mut records = 0u64;
+        let mut dense = DenseIndexes::default();
         for (i, &seq) in seqs.iter().enumerate() {
             let path = dir.join(segment_name(seq));
-            let mut r = SegmentReader::open(&fs, &path).await?;
-            let mut meta = SegmentMeta::default();
-            while let Some(rec) = r.next().await? {
-                meta.note(rec.group, rec.index);
-                records += 1;
-                replay(LogRecord {
-                    group: rec.group,
-                    index: rec.index,
-                    term: rec.term,
-                    payload: &rec.payload,
-                })?;
-            }
-            let end = r.end_offset().unwrap_or(0);
-            r.close().await?;
-            if i + 1 == seqs.len() {
-                // Cut a torn tail so a later recovery never mistakes it for corruption
-                // in the middle of the log.
-                let f = fs.open_rw(&path).await?;
-                if f.size().await? > end {
-                    f.truncate(end).await?;
-                    f.sync().await?;
-                }
-                f.close().await?;
-            }
+            let last = i + 1 == seqs.len();
+            let meta = replay_segment(&fs, &path, last, &mut dense, &mut replay).await?;
             segments.insert(seq, meta);
         }
+        let records = dense.records;
         let active_seq = seqs.last().copied().unwrap_or(0) + 1;
-        let writer =
-            SegmentWriter::create(&fs, &dir.join(segment_name(active_seq)), active_seq).await?;
+        let writer = SegmentWriter::create(
+            &fs,
+            &dir.join(segment_name(active_seq)),
+            active_seq,
+            segment::FLAG_RUN_START,
+        )
+        .await?;
         fs.sync_dir(dir).await?;
         segments.insert(active_seq, SegmentMeta::default());
         let stats = LogStats {
@@ -193,6 +252,11 @@ impl<F: FileSystem> Log<F> {
                 poisoned: None,
                 segments,
                 truncated: HashMap::new(),
+                appended: dense
+                    .last
+                    .into_iter()
+                    .map(|(g, i)| (g, (i, false)))
+                    .collect(),
                 stats,
             }),
             flushed: Notify::new(),
@@ -211,6 +275,15 @@ impl<F: FileSystem> Log<F> {
         if let Some(p) = &i.poisoned {
             return Err(Error::Poisoned(p.clone()));
         }
+        match i.appended.get(&group) {
+            Some(&(prev, this_run)) if index <= prev || (this_run && index != prev + 1) => {
+                return Err(Error::InvalidArgument(format!(
+                    "log group {group}: index {index} after {prev} (indexes of a group are dense)"
+                )));
+            }
+            _ => {}
+        }
+        i.appended.insert(group, (index, true));
         record::encode(&mut i.pending, group, index, term, payload);
         i.pending_meta.note(group, index);
         i.last_lsn += 1;
@@ -355,7 +428,7 @@ impl<F: FileSystem> Log<F> {
     }
 
     async fn rotate(&self, seq: u64) -> Result<SegmentWriter<F>> {
-        let w = SegmentWriter::create(&self.fs, &self.dir.join(segment_name(seq)), seq).await?;
+        let w = SegmentWriter::create(&self.fs, &self.dir.join(segment_name(seq)), seq, 0).await?;
         self.fs.sync_dir(&self.dir).await?;
         Ok(w)
     }

@@ -1,31 +1,46 @@
-//! One log segment file: a header page, then records in page-aligned flushes.
+//! One log segment file: a header page, then records in page-aligned flushes, each
+//! opened by a flush header that states its length (see `record` and
+//! `docs/formats.md`).
 //!
 //! Header page (offset 0, 4096 bytes, zero-padded):
-//! `magic:u64 = "NXDBLOG1" | version:u32 = 1 | seq:u64 | crc32c:u32` over the first
-//! 20 bytes. Records start at [`FIRST_RECORD_OFFSET`].
+//! `magic:u64 = "NXDBLOG1" | version:u32 = 2 | seq:u64 | salt:u64 | flags:u32 |
+//! crc32c:u32` over the first 32 bytes. Records start at [`FIRST_RECORD_OFFSET`].
 //!
 //! Used by the write-ahead log and by the manifest (a file of version edits).
 
-use super::record::{self, Parsed};
+use super::record::{self, FlushHeader};
 use crate::codec;
-use crate::config::{IO_ALIGN, MAX_IO_BYTES};
+use crate::config::{IO_ALIGN, MAX_IO_BYTES, MAX_LOG_FLUSH_BYTES};
 use crate::fs::{FileSystem, ReadFile, RwFile};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// "NXDBLOG1" read as a little-endian u64.
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"NXDBLOG1");
-pub const SEGMENT_VERSION: u32 = 1;
+/// Version 2 added the salt, the flags and flush headers. Version 1 segments (records
+/// padded with zeros, no flush headers) are refused: their zero padding cannot be told
+/// from a lost page, which is the defect version 2 fixes.
+pub const SEGMENT_VERSION: u32 = 2;
 /// Records start after the header page.
 pub const FIRST_RECORD_OFFSET: u64 = IO_ALIGN;
+/// Bytes of the segment header that carry data (the rest of the page is zero).
+const SEGMENT_HEADER_BYTES: usize = 36;
+/// The smallest unit a device writes atomically: a torn page keeps a prefix of these.
+const SECTOR_BYTES: usize = 512;
+/// Flag: the segment was started by a recovery (`Log::open`), not by rotation, so a
+/// group's first index in it may skip indexes the previous run never made durable.
+pub const FLAG_RUN_START: u32 = 1;
 
-fn header_page(seq: u64) -> Vec<u8> {
+fn header_page(seq: u64, salt: u64, flags: u32) -> Vec<u8> {
     let mut h = Vec::with_capacity(IO_ALIGN as usize);
     codec::put_u64(&mut h, SEGMENT_MAGIC);
     codec::put_u32(&mut h, SEGMENT_VERSION);
     codec::put_u64(&mut h, seq);
+    codec::put_u64(&mut h, salt);
+    codec::put_u32(&mut h, flags);
     let crc = codec::crc32c(&h);
     codec::put_u32(&mut h, crc);
+    assert_eq!(h.len(), SEGMENT_HEADER_BYTES);
     h.resize(IO_ALIGN as usize, 0);
     h
 }
@@ -36,23 +51,31 @@ pub struct SegmentWriter<F: FileSystem> {
     path: PathBuf,
     /// Page-aligned offset where the next flush starts.
     file_pos: u64,
+    /// Every byte below this offset is fsynced (stated in each flush header).
+    synced_pos: u64,
+    /// Keys the flush headers' checksums: random per segment and never shown to
+    /// clients, so a payload cannot hold a header that verifies.
+    salt: u64,
     /// Encoded records not yet written.
     buf: Vec<u8>,
-    /// Scratch for padded writes.
+    /// Scratch for one write of at most `MAX_IO_BYTES`.
     io_buf: Vec<u8>,
 }
 
 impl<F: FileSystem> SegmentWriter<F> {
     /// Creates the file, writes and syncs its header page. The caller syncs the
-    /// directory before relying on the name.
-    pub async fn create(fs: &F, path: &Path, seq: u64) -> Result<Self> {
+    /// directory before relying on the name. `flags` as [`FLAG_RUN_START`].
+    pub async fn create(fs: &F, path: &Path, seq: u64, flags: u32) -> Result<Self> {
+        let salt = rand::random::<u64>();
         let file = fs.create_rw(path).await?;
-        file.write_at(0, &header_page(seq)).await?;
+        file.write_at(0, &header_page(seq, salt, flags)).await?;
         file.sync().await?;
         Ok(SegmentWriter {
             file,
             path: path.to_path_buf(),
             file_pos: FIRST_RECORD_OFFSET,
+            synced_pos: FIRST_RECORD_OFFSET,
+            salt,
             buf: Vec::new(),
             io_buf: Vec::new(),
         })
@@ -75,51 +98,104 @@ impl<F: FileSystem> SegmentWriter<F> {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// Logical size: flushed pages plus buffered bytes.
+    /// Logical size: flushed pages plus buffered bytes (with one flush header).
     pub fn position(&self) -> u64 {
-        self.file_pos + self.buf.len() as u64
+        let pending = if self.buf.is_empty() {
+            0
+        } else {
+            record::FLUSH_HEADER_BYTES + self.buf.len()
+        };
+        self.file_pos + pending as u64
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Writes the buffered records, zero-padded to a page, at the next page boundary;
-    /// no fsync. Returns bytes written.
+    /// Writes the buffered records as one or more flushes (each a header, records and
+    /// zero padding to a page) at the next page boundary; no fsync. Returns bytes
+    /// written.
     pub async fn flush(&mut self) -> Result<u64> {
-        if self.buf.is_empty() {
-            return Ok(0);
-        }
-        let mut padded = record::page_ceil(self.buf.len() as u64) as usize;
-        if (1..record::MIN_PADDING).contains(&(padded - self.buf.len())) {
-            // Too little room for recognisable padding: pad through one more page.
-            padded += IO_ALIGN as usize;
-        }
         let mut written = 0u64;
-        let mut off = 0usize;
-        while off < padded {
-            let n = (padded - off).min(MAX_IO_BYTES);
-            self.io_buf.clear();
-            let end = (off + n).min(self.buf.len());
-            if off < end {
-                self.io_buf.extend_from_slice(&self.buf[off..end]);
-            }
-            self.io_buf.resize(n, 0);
-            self.file
-                .write_at(self.file_pos + off as u64, &self.io_buf)
-                .await?;
-            off += n;
-            written += n as u64;
+        let mut from = 0usize;
+        while from < self.buf.len() {
+            let (to, count) = self.cut_flush(from);
+            written += self.write_flush(from, to, count).await?;
+            from = to;
         }
-        self.file_pos += padded as u64;
         self.buf.clear();
         Ok(written)
+    }
+
+    /// The records from `buf[from]` that go into one flush: as many whole records as
+    /// fit in `MAX_LOG_FLUSH_BYTES`, at least one. Returns (end, record count).
+    fn cut_flush(&self, from: usize) -> (usize, u32) {
+        let mut to = from;
+        let mut count = 0u32;
+        while to < self.buf.len() {
+            let len = record::record_len_at(&self.buf[to..]);
+            // The buffer holds only records this process encoded.
+            assert!(
+                len.is_some_and(|l| to + l <= self.buf.len()),
+                "log buffer holds a partial record"
+            );
+            let len = len.unwrap_or(0);
+            if count > 0 && to + len - from > MAX_LOG_FLUSH_BYTES {
+                break;
+            }
+            to += len;
+            count += 1;
+        }
+        (to, count)
+    }
+
+    /// Writes one flush holding `buf[from..to]` (`count` records) at `file_pos`.
+    async fn write_flush(&mut self, from: usize, to: usize, count: u32) -> Result<u64> {
+        let mut head = Vec::with_capacity(record::FLUSH_HEADER_BYTES);
+        let h = FlushHeader {
+            offset: self.file_pos,
+            records_len: (to - from) as u64,
+            durable_through: self.synced_pos,
+            record_count: count,
+        };
+        record::encode_flush_header(&mut head, self.salt, &h);
+        let body_len = head.len() + (to - from);
+        let total = record::page_ceil(body_len as u64) as usize;
+        let mut io = std::mem::take(&mut self.io_buf);
+        let mut off = 0usize;
+        let mut res = Ok(());
+        while off < total {
+            let n = (total - off).min(MAX_IO_BYTES);
+            io.clear();
+            // Bytes [off, off + n) of header ++ records ++ zeros.
+            let piece_end = off + n;
+            if off < head.len() {
+                io.extend_from_slice(&head[off..head.len().min(piece_end)]);
+            }
+            let rec_lo = off.max(head.len()).min(body_len);
+            let rec_hi = piece_end.min(body_len);
+            if rec_lo < rec_hi {
+                let skip = head.len();
+                io.extend_from_slice(&self.buf[from + rec_lo - skip..from + rec_hi - skip]);
+            }
+            io.resize(n, 0);
+            res = self.file.write_at(self.file_pos + off as u64, &io).await;
+            if res.is_err() {
+                break;
+            }
+            off += n;
+        }
+        self.io_buf = io;
+        res?;
+        self.file_pos += total as u64;
+        Ok(total as u64)
     }
 
     /// Flush plus fdatasync. Returns bytes written.
     pub async fn sync(&mut self) -> Result<u64> {
         let n = self.flush().await?;
         self.file.sync().await?;
+        self.synced_pos = self.file_pos;
         Ok(n)
     }
 
@@ -138,67 +214,95 @@ pub struct OwnedRecord {
     pub offset: u64,
 }
 
-/// Reads a segment with recovery semantics: streaming (reads of at most 1 MiB), skips
-/// padding, stops at a torn or zero tail, and reports corruption followed by valid
-/// records as an error naming the file and offset.
+/// Reads a segment with recovery semantics, one flush at a time: a flush's records are
+/// returned only once the whole flush verified, so a damaged flush replays nothing.
+/// Damage is a torn tail (reading stops, [`SegmentReader::end_offset`] is the damaged
+/// flush's start) only if it may come from a power cut; otherwise it is an error naming
+/// the file and offset. The rule is on `SegmentReader::on_damage` and in
+/// `docs/formats.md`.
 pub struct SegmentReader<F: FileSystem> {
     file: F::Reader,
     path: PathBuf,
     size: u64,
-    /// File bytes [buf_start, buf_start + buf.len()).
-    buf: Vec<u8>,
-    buf_start: u64,
-    pos: u64,
+    seq: u64,
+    salt: u64,
+    flags: u32,
+    /// True for the last segment of the log (or a manifest): only its tail can be
+    /// unsynced. Earlier segments were fsynced whole before the next one started.
+    may_tear: bool,
+    /// Offset of the next flush header.
+    next_flush: u64,
+    /// Records of the current, verified flush, and the file offset of its first byte.
+    flush: Vec<u8>,
+    flush_at: u64,
+    cursor: usize,
     /// End of the valid data once reading stopped: where a writer may continue.
     end: Option<u64>,
-    seq: u64,
 }
 
 impl<F: FileSystem> SegmentReader<F> {
     /// Opens `path` and checks its header. An empty file, or one whose header page
     /// never reached the disk (all zeros), reads as a segment without records.
-    pub async fn open(fs: &F, path: &Path) -> Result<Self> {
+    /// `may_tear`: the segment is the last one written, so its tail may be torn.
+    pub async fn open(fs: &F, path: &Path, may_tear: bool) -> Result<Self> {
         let file = fs.open_read(path).await?;
         let size = file.size();
         let mut r = SegmentReader {
             file,
             path: path.to_path_buf(),
             size,
-            buf: Vec::new(),
-            buf_start: 0,
-            pos: FIRST_RECORD_OFFSET,
-            end: None,
             seq: 0,
+            salt: 0,
+            flags: 0,
+            may_tear,
+            next_flush: FIRST_RECORD_OFFSET,
+            flush: Vec::new(),
+            flush_at: FIRST_RECORD_OFFSET,
+            cursor: 0,
+            end: None,
         };
-        if size < 24 {
+        if size < SEGMENT_HEADER_BYTES as u64 {
             r.end = Some(FIRST_RECORD_OFFSET);
             return Ok(r);
         }
-        let h = r.file.read_exact_at(0, 24).await?;
+        let h = r.file.read_exact_at(0, SEGMENT_HEADER_BYTES).await?;
         if h.iter().all(|&b| b == 0) {
             r.end = Some(FIRST_RECORD_OFFSET);
             return Ok(r);
         }
         let magic = codec::read_u64_at(&h, 0).unwrap_or(0);
         let version = codec::read_u32_at(&h, 8).unwrap_or(0);
-        let crc = codec::read_u32_at(&h, 20).unwrap_or(0);
-        if magic != SEGMENT_MAGIC || codec::crc32c(&h[..20]) != crc {
-            return Err(Error::corruption(path, 0, "bad segment header"));
+        if magic != SEGMENT_MAGIC {
+            return Err(Error::corruption(path, 0, "bad segment magic"));
         }
         if version != SEGMENT_VERSION {
             return Err(Error::corruption(
                 path,
                 8,
-                format!("unknown segment version {version}"),
+                format!(
+                    "segment format version {version} is not read by this release \
+                     (version {SEGMENT_VERSION}; version 1 logs predate flush headers)"
+                ),
             ));
         }
+        let crc = codec::read_u32_at(&h, 32).unwrap_or(0);
+        if codec::crc32c(&h[..32]) != crc {
+            return Err(Error::corruption(path, 0, "bad segment header checksum"));
+        }
         r.seq = codec::read_u64_at(&h, 12).unwrap_or(0);
+        r.salt = codec::read_u64_at(&h, 20).unwrap_or(0);
+        r.flags = codec::read_u32_at(&h, 28).unwrap_or(0);
         Ok(r)
     }
 
     /// Sequence number from the header (0 for an empty segment).
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// True if a recovery started this segment (see [`FLAG_RUN_START`]).
+    pub fn is_run_start(&self) -> bool {
+        self.flags & FLAG_RUN_START != 0
     }
 
     /// Where valid data ends; known once `next` returned `None`.
@@ -210,107 +314,167 @@ impl<F: FileSystem> SegmentReader<F> {
         &self.path
     }
 
-    /// Makes file bytes [pos, pos + n) available in `buf` if the file has them.
-    async fn fill(&mut self, n: usize) -> Result<()> {
-        // Drop consumed bytes so memory stays bounded by the largest record.
-        if self.pos > self.buf_start {
-            let consumed = ((self.pos - self.buf_start) as usize).min(self.buf.len());
-            if consumed >= MAX_IO_BYTES || consumed == self.buf.len() {
-                self.buf.drain(..consumed);
-                self.buf_start += consumed as u64;
+    /// The next record, or `None` at the end of valid data.
+    pub async fn next(&mut self) -> Result<Option<OwnedRecord>> {
+        loop {
+            if self.end.is_some() {
+                return Ok(None);
             }
+            if self.cursor < self.flush.len() {
+                let at = self.cursor;
+                let record::Parsed::Record { rec, next } = record::parse(&self.flush[at..]) else {
+                    // The whole flush verified when it was loaded; this is a bug.
+                    return Err(Error::corruption(
+                        &self.path,
+                        self.flush_at + at as u64,
+                        "verified flush no longer parses",
+                    ));
+                };
+                self.cursor += next;
+                return Ok(Some(OwnedRecord {
+                    group: rec.group,
+                    index: rec.index,
+                    term: rec.term,
+                    payload: rec.payload.to_vec(),
+                    offset: self.flush_at + at as u64,
+                }));
+            }
+            self.load_flush().await?;
         }
-        let want_end = self.pos.saturating_add(n as u64).min(self.size);
-        while self.buf_start + (self.buf.len() as u64) < want_end {
-            let at = self.buf_start + self.buf.len() as u64;
-            let len = ((self.size - at) as usize).min(MAX_IO_BYTES);
-            let chunk = self.file.read_exact_at(at, len).await?;
-            self.buf.extend_from_slice(&chunk);
+    }
+
+    /// Reads and verifies the flush at `next_flush`, or decides where the data ends.
+    async fn load_flush(&mut self) -> Result<()> {
+        let p = self.next_flush;
+        self.flush.clear();
+        self.cursor = 0;
+        if p >= self.size {
+            self.end = Some(p);
+            return Ok(());
         }
+        let head_len = (self.size - p).min(record::FLUSH_HEADER_BYTES as u64) as usize;
+        let head = self.file.read_exact_at(p, head_len).await?;
+        let Some(h) = record::decode_flush_header(&head, self.salt, p) else {
+            let n = record::FLUSH_HEADER_BYTES as u64;
+            return self.on_damage(p, p, n, "no valid flush header").await;
+        };
+        let start = p + record::FLUSH_HEADER_BYTES as u64;
+        let end = start + h.records_len;
+        if end > self.size {
+            return self
+                .on_damage(
+                    p,
+                    start,
+                    h.records_len,
+                    "flush runs past the end of the file",
+                )
+                .await;
+        }
+        let body = self.read_range(start, end).await?;
+        if let Err(bad) = record::check_flush_records(&body, h.record_count) {
+            let at = start + bad.at as u64;
+            return self.on_damage(p, at, bad.need as u64, bad.reason).await;
+        }
+        self.flush = body;
+        self.flush_at = start;
+        self.next_flush = record::page_ceil(end);
         Ok(())
     }
 
-    fn window(&self) -> &[u8] {
-        let start = (self.pos - self.buf_start) as usize;
-        self.buf.get(start..).unwrap_or(&[])
+    /// Reads file bytes [from, to) in pieces of at most `MAX_IO_BYTES`.
+    async fn read_range(&self, from: u64, to: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity((to - from) as usize);
+        let mut at = from;
+        while at < to {
+            let n = ((to - at) as usize).min(MAX_IO_BYTES);
+            out.extend_from_slice(&self.file.read_exact_at(at, n).await?);
+            at += n as u64;
+        }
+        Ok(out)
     }
 
-    /// The next record, or `None` at the end of valid data.
-    pub async fn next(&mut self) -> Result<Option<OwnedRecord>> {
-        if self.end.is_some() {
-            return Ok(None);
+    /// The flush at `p` is damaged: bytes [bad, bad + bad_len) do not verify. Decides
+    /// between a torn tail (reading ends at `p`, nothing of the flush is replayed) and
+    /// corruption:
+    /// - a later flush whose header (keyed by the salt, so not client data) states the
+    ///   file durable past `p` proves the damaged bytes had been fsynced: corruption;
+    /// - in a segment other than the last, everything was fsynced: corruption;
+    /// - with no valid flush after it, the damaged flush is the last one: a torn tail;
+    /// - with later flushes that prove nothing, the damage is an unsynced tail lost out
+    ///   of order only if it looks like lost pages (an all-zero page, or bytes past
+    ///   the end of the file); bit damage is not what a power cut does: corruption.
+    async fn on_damage(&mut self, p: u64, bad: u64, bad_len: u64, why: &str) -> Result<()> {
+        let later = self.later_flushes(p).await?;
+        let proven = later.filter(|&(_, durable)| durable > p);
+        let torn = match (self.may_tear, later) {
+            (false, _) => false,
+            (true, None) => true,
+            (true, Some(_)) => proven.is_none() && self.has_lost_page(bad, bad_len).await?,
+        };
+        if torn {
+            self.end = Some(p);
+            return Ok(());
         }
-        let mut need = record::HEADER_BYTES;
-        loop {
-            if self.pos >= self.size {
-                self.end = Some(record::page_ceil(self.pos));
-                return Ok(None);
-            }
-            self.fill(need).await?;
-            match record::parse(self.window()) {
-                Parsed::Record { rec, next } => {
-                    let out = OwnedRecord {
-                        group: rec.group,
-                        index: rec.index,
-                        term: rec.term,
-                        payload: rec.payload.to_vec(),
-                        offset: self.pos,
-                    };
-                    self.pos += next as u64;
-                    return Ok(Some(out));
-                }
-                Parsed::Padding => {
-                    self.pos = record::page_ceil(self.pos + 1);
-                    need = record::HEADER_BYTES;
-                }
-                Parsed::Short { need: n } if self.pos + (n as u64) <= self.size && n > need => {
-                    need = n;
-                }
-                Parsed::Short { .. } | Parsed::Invalid(_) => {
-                    let bad = self.pos;
-                    return match self.find_valid_after(bad).await? {
-                        Some(at) => Err(Error::corruption(
-                            &self.path,
-                            bad,
-                            format!("invalid log record followed by a valid one at offset {at}"),
-                        )),
-                        None => {
-                            // A torn or partially written final flush: the log ends here.
-                            self.end = Some(record::page_ceil(bad));
-                            Ok(None)
-                        }
-                    };
-                }
-            }
-        }
+        let reason = match (proven, later) {
+            (Some((q, durable)), _) => format!(
+                "{why} at offset {bad} in the flush at {p}, though the flush at {q} records \
+                 the file durable through {durable}"
+            ),
+            (None, Some((q, _))) => format!(
+                "{why} at offset {bad} in the flush at {p}, followed by a valid flush at {q}"
+            ),
+            (None, None) => format!(
+                "{why} at offset {bad} in the flush at {p} of a segment that later segments \
+                 follow (it was fsynced whole)"
+            ),
+        };
+        Err(Error::corruption(&self.path, p, reason))
     }
 
-    /// Looks for a valid record at any later page boundary (each flush starts on one).
-    async fn find_valid_after(&mut self, bad: u64) -> Result<Option<u64>> {
-        let mut page = record::page_ceil(bad + 1);
-        while page + (record::HEADER_BYTES as u64) <= self.size {
-            let chunk_len = ((self.size - page) as usize).min(MAX_IO_BYTES);
-            let chunk = self.file.read_exact_at(page, chunk_len).await?;
-            let mut off = 0usize;
-            while off + record::HEADER_BYTES <= chunk.len() {
-                match record::parse(&chunk[off..]) {
-                    Parsed::Record { .. } => return Ok(Some(page + off as u64)),
-                    Parsed::Short { need } => {
-                        let at = page + off as u64;
-                        if at + need as u64 <= self.size {
-                            let whole = self.file.read_exact_at(at, need).await?;
-                            if matches!(record::parse(&whole), Parsed::Record { .. }) {
-                                return Ok(Some(at));
-                            }
-                        }
-                    }
-                    Parsed::Padding | Parsed::Invalid(_) => {}
+    /// Valid flush headers at page boundaries after `p`: the first one's offset and the
+    /// largest durable point any of them states.
+    async fn later_flushes(&self, p: u64) -> Result<Option<(u64, u64)>> {
+        let mut found: Option<(u64, u64)> = None;
+        let mut page = p + IO_ALIGN;
+        while page < self.size {
+            let n = ((self.size - page) as usize).min(MAX_IO_BYTES);
+            let chunk = self.file.read_exact_at(page, n).await?;
+            for off in (0..n).step_by(IO_ALIGN as usize) {
+                let at = page + off as u64;
+                if let Some(h) = record::decode_flush_header(&chunk[off..], self.salt, at) {
+                    let first = found.map_or(at, |f| f.0);
+                    let durable = found.map_or(0, |f| f.1).max(h.durable_through);
+                    found = Some((first, durable));
                 }
-                off += IO_ALIGN as usize;
             }
-            page += chunk_len as u64;
+            page += n as u64;
         }
-        Ok(None)
+        Ok(found)
+    }
+
+    /// True if a page overlapping [bad, bad + len) ends in a zero sector (a lost page
+    /// reads as zeros, a torn one as a prefix of its sectors) or lies past the end of
+    /// the file: what a lost, never-synced write leaves.
+    async fn has_lost_page(&self, bad: u64, len: u64) -> Result<bool> {
+        let first = bad / IO_ALIGN * IO_ALIGN;
+        let last = record::page_ceil(bad.saturating_add(len.max(1)));
+        if last > self.size {
+            return Ok(true);
+        }
+        let mut page = first;
+        while page < last {
+            let n = ((last - page) as usize).min(MAX_IO_BYTES);
+            let chunk = self.file.read_exact_at(page, n).await?;
+            if chunk.chunks(IO_ALIGN as usize).any(|pg| {
+                pg[pg.len().saturating_sub(SECTOR_BYTES)..]
+                    .iter()
+                    .all(|&b| b == 0)
+            }) {
+                return Ok(true);
+            }
+            page += n as u64;
+        }
+        Ok(false)
     }
 
     pub async fn close(self) -> Result<()> {

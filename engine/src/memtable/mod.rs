@@ -23,11 +23,11 @@ use skiplist::{InsertError, Node, RawNode, SkipList};
 use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::marker::PhantomData;
 use std::rc::Rc;
 
-/// Hasher for keys that are already well-mixed 64-bit hashes.
+/// Hasher for the index's keys, which are already keyed, well-mixed 64-bit hashes.
 #[derive(Default)]
 struct PreHashed(u64);
 
@@ -49,14 +49,6 @@ impl Hasher for PreHashed {
     }
 }
 
-/// Hash of a user key for the point-lookup index: hardware CRC-32C spread over 64 bits
-/// (the multiply fills the high bits the hash table uses for its control bytes).
-#[inline]
-fn key_hash(user_key: &[u8]) -> u64 {
-    (crc32c::crc32c(user_key) as u64 | (user_key.len() as u64) << 32)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
 /// Where a user key's newest version is, for point reads.
 #[derive(Clone, Copy)]
 enum Slot {
@@ -76,6 +68,13 @@ pub struct MemTable {
     /// chain of cache misses (~20 at a million entries); this is one or two. Misses are
     /// answered without touching the list. Owned by the core, like everything here.
     index: RefCell<HashMap<u64, Slot, BuildHasherDefault<PreHashed>>>,
+    /// Keys the index's hash of user keys: SipHash-1-3 under a key drawn from the OS
+    /// per thread and stepped per memtable (std's `RandomState`). User keys come from
+    /// clients, so an unkeyed hash (CRC-32C is linear: four chosen bytes force any
+    /// value) would let them choose keys that all share one slot or one probe chain.
+    /// SipHash is a keyed PRF: without the key, collisions cost ~2^64 tries. The
+    /// block cache, whose keys no client chooses, uses a fast unkeyed hash instead.
+    hasher: RandomState,
     /// Distinct internal keys held.
     entries: Cell<usize>,
     /// Entries whose current value is a tombstone.
@@ -113,12 +112,19 @@ impl MemTable {
         MemTable {
             list: SkipList::new(),
             index: RefCell::new(HashMap::default()),
+            hasher: RandomState::new(),
             entries: Cell::new(0),
             deletions: Cell::new(0),
             min_ts: Cell::new(u64::MAX),
             max_ts: Cell::new(0),
             _owned_by_core: PhantomData,
         }
+    }
+
+    /// Hash of a user key for the point-lookup index (keyed; see `hasher`).
+    #[inline]
+    fn key_hash(&self, user_key: &[u8]) -> u64 {
+        self.hasher.hash_one(user_key)
     }
 
     /// Inserts `value` (a stored value: `ValueKind` byte first) under the internal key
@@ -168,7 +174,7 @@ impl MemTable {
         let uk = keys::user_key(ikey);
         {
             let mut index = self.index.borrow_mut();
-            let slot = index.entry(key_hash(uk)).or_insert(Slot::Node(node));
+            let slot = index.entry(self.key_hash(uk)).or_insert(Slot::Node(node));
             if let Slot::Node(cur) = *slot {
                 // SAFETY: `cur` came from this list's insert.
                 let ck = unsafe { self.list.node(cur) }.key();
@@ -187,7 +193,7 @@ impl MemTable {
     /// The newest version of `user_key` with timestamp `<= read_ts`: its timestamp and
     /// stored value (tombstones included; the caller interprets the `ValueKind`).
     pub fn get(&self, user_key: &[u8], read_ts: u64) -> Option<(u64, &[u8])> {
-        let slot = self.index.borrow().get(&key_hash(user_key)).copied();
+        let slot = self.index.borrow().get(&self.key_hash(user_key)).copied();
         match slot {
             None => return None,
             Some(Slot::Collision) => {}

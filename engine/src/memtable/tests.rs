@@ -437,3 +437,93 @@ fn point_reads_through_the_index_see_versions_and_collisions() {
         assert_eq!(t.get(format!("nokey{i}").as_bytes(), 100), None);
     }
 }
+
+/// CRC-32C (reflected, polynomial 0x82F63B78) one byte at a time, for forging.
+fn crc32c_table() -> [u32; 256] {
+    let mut t = [0u32; 256];
+    for (n, e) in t.iter_mut().enumerate() {
+        let mut c = n as u32;
+        for _ in 0..8 {
+            c = if c & 1 == 1 {
+                (c >> 1) ^ 0x82F6_3B78
+            } else {
+                c >> 1
+            };
+        }
+        *e = c;
+    }
+    t
+}
+
+/// `prefix` followed by the 4 bytes that make its CRC-32C equal `target`. CRC is
+/// linear: the last four table indexes are fixed by the target alone (walking back
+/// from it), and each appended byte steers the register onto its index.
+fn forge_crc(t: &[u32; 256], prefix: &[u8], target: u32) -> Vec<u8> {
+    let mut idx = [0u8; 4];
+    let mut want = !target;
+    for i in (0..4).rev() {
+        let k = (0..256).find(|&k| t[k] >> 24 == want >> 24).unwrap();
+        idx[i] = k as u8;
+        want = (want ^ t[k]) << 8;
+    }
+    let mut reg = !crc32c::crc32c(prefix);
+    let mut out = prefix.to_vec();
+    for k in idx {
+        let b = k ^ (reg as u8);
+        out.push(b);
+        reg = (reg >> 8) ^ t[k as usize];
+    }
+    assert_eq!(crc32c::crc32c(&out), target);
+    out
+}
+
+/// Client keys chosen to collide under CRC-32C must not share the point index's slots
+/// or its hash table's buckets: the index hash is keyed.
+#[test]
+fn chosen_crc_collisions_do_not_share_index_slots() {
+    let t = crc32c_table();
+    let mt = MemTable::new();
+    let n = 2000u64;
+    let keys: Vec<Vec<u8>> = (0..n)
+        .map(|i| forge_crc(&t, format!("user:{i:06}").as_bytes(), 0xDEAD_BEEF))
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        mt.insert(&internal_key(k, 1), &put(&i.to_le_bytes()))
+            .unwrap();
+    }
+    {
+        let index = mt.index.borrow();
+        let collisions = index
+            .values()
+            .filter(|s| matches!(s, Slot::Collision))
+            .count();
+        assert_eq!(
+            (index.len(), collisions),
+            (n as usize, 0),
+            "keys with one CRC-32C share index slots"
+        );
+    }
+    // Keys whose CRCs differ only above the low 24 bits: an unkeyed hash derived from
+    // the CRC puts them in one bucket of any table up to 2^24 slots.
+    let low: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            forge_crc(
+                &t,
+                format!("low:{i:06}").as_bytes(),
+                ((i as u32) << 24) | 0xBEEF,
+            )
+        })
+        .collect();
+    let buckets = 1u64 << 12;
+    let used: std::collections::HashSet<u64> =
+        low.iter().map(|k| mt.key_hash(k) & (buckets - 1)).collect();
+    assert!(
+        used.len() as u64 > buckets / 4,
+        "{n} chosen keys fill only {} of {buckets} buckets",
+        used.len()
+    );
+    for (i, k) in keys.iter().enumerate() {
+        let (_, v) = mt.get(k, 1).unwrap();
+        assert_eq!(v, &put(&i.to_le_bytes())[..]);
+    }
+}

@@ -2,7 +2,8 @@
 //!
 //! - [`block`]: data and index blocks (prefix-compressed keys, restart points).
 //! - [`bloom`]: the whole-table bloom filter over user keys.
-//! - [`table`]: the file layout, [`TableBuilder`], [`Table`] and [`TableIter`].
+//! - [`table`]: the file layout, split by job: footer and properties, [`TableBuilder`],
+//!   [`Table`] (the reader) and [`TableIter`].
 //!
 //! The byte-level format is documented in `docs/formats.md`.
 

@@ -10,7 +10,7 @@
 
 use super::edit::{FileMeta, VersionEdit};
 use crate::config::MANIFEST_ROLL_BYTES;
-use crate::fs::{FileSystem, ReadFile, StreamWriter};
+use crate::fs::{FileSystem, ReadFile, atomic};
 use crate::log::segment::{SegmentReader, SegmentWriter};
 use crate::{Error, Result};
 use std::cell::RefCell;
@@ -18,7 +18,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 const CURRENT: &str = "CURRENT";
-const CURRENT_TMP: &str = "CURRENT.tmp";
 const PREFIX: &str = "MANIFEST-";
 
 fn manifest_name(seq: u64) -> String {
@@ -93,10 +92,16 @@ impl Recovered {
 pub async fn recover<F: FileSystem>(fs: &F, dir: &Path) -> Result<Option<Recovered>> {
     let current = dir.join(CURRENT);
     if !fs.exists(&current).await? {
+        // The first open writes MANIFEST-000001, fsyncs it, then makes CURRENT; a
+        // power cut in between may leave the manifest's name durable without CURRENT
+        // (file systems may commit a new name with the file's own fsync). No table
+        // exists yet and no write was acknowledged: start empty. Any other manifest or
+        // any table means CURRENT was lost from a used directory: corruption.
         let names = fs.list_dir(dir).await?;
+        let first = manifest_name(1);
         if names
             .iter()
-            .any(|n| n.starts_with(PREFIX) || n.ends_with(".sst"))
+            .any(|n| (n.starts_with(PREFIX) && *n != first) || n.ends_with(".sst"))
         {
             return Err(Error::corruption(
                 current,
@@ -131,7 +136,7 @@ pub async fn recover<F: FileSystem>(fs: &F, dir: &Path) -> Result<Option<Recover
         manifest_seq: seq,
         ..Recovered::default()
     };
-    let mut reader = SegmentReader::open(fs, &path).await?;
+    let mut reader = SegmentReader::open(fs, &path, true).await?;
     let mut count = 0u64;
     while let Some(rec) = reader.next().await? {
         let edit = VersionEdit::decode(&rec.payload)
@@ -157,7 +162,7 @@ pub async fn remove_stale<F: FileSystem>(fs: &F, dir: &Path, keep_seq: u64) -> R
     let keep = manifest_name(keep_seq);
     let mut removed = false;
     for n in fs.list_dir(dir).await? {
-        if (n.starts_with(PREFIX) && n != keep) || n == CURRENT_TMP {
+        if (n.starts_with(PREFIX) && n != keep) || n == format!("{CURRENT}{}", atomic::TMP_SUFFIX) {
             fs.remove(&dir.join(&n)).await?;
             removed = true;
         }
@@ -248,7 +253,8 @@ impl<F: FileSystem> Manifest<F> {
     }
 }
 
-/// Writes manifest `seq` holding `snapshot`, fsyncs it and points `CURRENT` at it.
+/// Writes manifest `seq` holding `snapshot`, fsyncs it and points `CURRENT` at it
+/// (`fs::atomic::write_atomic`: a crash leaves the old or the new manifest current).
 async fn write_new<F: FileSystem>(
     fs: &F,
     dir: &Path,
@@ -256,15 +262,46 @@ async fn write_new<F: FileSystem>(
     snapshot: &VersionEdit,
 ) -> Result<SegmentWriter<F>> {
     let path = dir.join(manifest_name(seq));
-    let mut w = SegmentWriter::create(fs, &path, seq).await?;
+    let mut w = SegmentWriter::create(fs, &path, seq, 0).await?;
     w.append(0, 0, 0, &snapshot.encode())?;
     w.sync().await?;
-    let tmp = dir.join(CURRENT_TMP);
-    let mut cw = fs.create_stream(&tmp, 4096).await?;
-    cw.write(format!("{}\n", manifest_name(seq)).as_bytes())
-        .await?;
-    cw.finish().await?;
-    fs.rename(&tmp, &dir.join(CURRENT)).await?;
-    fs.sync_dir(dir).await?;
+    // The new manifest is durable (synced above) before CURRENT can name it.
+    let current = format!("{}\n", manifest_name(seq));
+    atomic::write_atomic(fs, dir, CURRENT, current.as_bytes()).await?;
     Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::glommio_fs::run_local;
+    use crate::fs::sim::SimFs;
+
+    /// A first open that crashed after `MANIFEST-000001` reached the disk by name but
+    /// before `CURRENT` did starts empty instead of refusing the directory.
+    #[test]
+    fn first_manifest_without_current_is_a_fresh_directory() {
+        run_local(async {
+            let fs = SimFs::new(1);
+            let dir = Path::new("/shard");
+            crate::fs::create_dir_all_durable(&fs, dir).await.unwrap();
+            let m = Manifest::create(fs.clone(), dir, 0, &VersionEdit::default())
+                .await
+                .unwrap();
+            assert_eq!(m.number(), 1);
+            fs.remove(&dir.join(CURRENT)).await.unwrap();
+            fs.sync_dir(dir).await.unwrap();
+            assert!(recover(&fs, dir).await.unwrap().is_none());
+            // A later manifest without CURRENT is a used directory: refused.
+            Manifest::create(fs.clone(), dir, 1, &VersionEdit::default())
+                .await
+                .unwrap();
+            fs.remove(&dir.join(CURRENT)).await.unwrap();
+            assert!(matches!(
+                recover(&fs, dir).await,
+                Err(Error::Corruption { .. })
+            ));
+        })
+        .unwrap();
+    }
 }

@@ -5,7 +5,6 @@
 
 use nextdb_proto::scram::Verifier;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const FILE_NAME: &str = "users";
@@ -108,25 +107,26 @@ impl UserStore {
         self.users.remove(name).is_some()
     }
 
-    /// Writes the store atomically.
+    /// Writes the store atomically (`nextdb_engine::fs::atomic::write_atomic`: a crash
+    /// leaves the old or the new file, whole).
     pub fn save(&self, data_dir: &Path) -> Result<(), UserError> {
         let path = Self::path(data_dir);
-        let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(data_dir)?;
-            let mut f = std::fs::File::create(&tmp)?;
-            writeln!(
-                f,
-                "# NextDB users: name SCRAM-SHA-256 verifier (no passwords)"
-            )?;
-            for (name, v) in &self.users {
-                writeln!(f, "{name} {}", v.encode())?;
-            }
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(data_dir)?.sync_all()
-        };
-        write().map_err(|source| UserError::Write { path, source })
+        let mut text = String::from("# NextDB users: name SCRAM-SHA-256 verifier (no passwords)\n");
+        for (name, v) in &self.users {
+            text.push_str(&format!("{name} {}\n", v.encode()));
+        }
+        std::fs::create_dir_all(data_dir).map_err(|source| UserError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        nextdb_engine::fs::atomic::write_atomic_blocking(data_dir, FILE_NAME, text.as_bytes())
+            .map_err(|e| UserError::Write {
+                path,
+                source: match e {
+                    nextdb_engine::Error::Io { source, .. } => source,
+                    other => std::io::Error::other(other.to_string()),
+                },
+            })
     }
 }
 
