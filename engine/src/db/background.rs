@@ -1,0 +1,67 @@
+//! The background loops (flush and compaction) and shutdown.
+//!
+//! Ownership: `run_background` is one task of the owning core, spawned into a
+//! low-share task queue (`runtime::spawn_background`); its flusher and compactor share
+//! that task through `zip`. `close` is called by the owner.
+
+use super::Db;
+use crate::Result;
+use crate::fs::FileSystem;
+use std::rc::Rc;
+
+impl<F: FileSystem> Db<F> {
+    /// The flush and compaction loops. Spawn this once into a low-priority task queue;
+    /// it returns after `close`. Without it, writers do the work inline when they stall.
+    pub async fn run_background(self: Rc<Self>) {
+        self.background_running.set(true);
+        let flusher = async {
+            loop {
+                let w = self.bg_wake.wait();
+                if self.st.borrow().closing {
+                    break;
+                }
+                match self.flush_one().await {
+                    Ok(true) => continue,
+                    Ok(false) => w.await,
+                    Err(e) => {
+                        self.set_error(&e);
+                        break;
+                    }
+                }
+            }
+        };
+        let compactor = async {
+            loop {
+                let w = self.bg_wake.wait();
+                if self.st.borrow().closing {
+                    break;
+                }
+                match self.compact_once().await {
+                    Ok(true) => continue,
+                    Ok(false) => w.await,
+                    Err(e) => {
+                        self.set_error(&e);
+                        break;
+                    }
+                }
+            }
+        };
+        futures_lite::future::zip(flusher, compactor).await;
+        self.background_running.set(false);
+        self.changed.notify_all();
+    }
+
+    /// Syncs the log and stops the background loops. Memtables are not flushed: the
+    /// log holds them and recovery replays it.
+    pub async fn close(&self) -> Result<()> {
+        self.st.borrow_mut().closing = true;
+        self.bg_wake.notify_all();
+        let r = self.sync_log().await;
+        while self.background_running.get() {
+            let w = self.changed.wait();
+            self.bg_wake.notify_all();
+            w.await;
+        }
+        r
+    }
+}

@@ -1,0 +1,268 @@
+//! The read path: visible timestamps, snapshots, point reads, iterators and scans.
+//!
+//! Ownership: foreground tasks of the owning core. A read picks its timestamp and
+//! clones what it needs (memtables, the current version) out of the `RefCell` before
+//! its first `.await`.
+
+use super::{Db, State};
+use crate::Result;
+use crate::config::NUM_LEVELS;
+use crate::fs::FileSystem;
+use crate::iter::{DbIter, LevelIter, MergingIter, ReadOptions, Source};
+use crate::keys;
+use crate::sst::TableIter;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// A live value with its expiry (milliseconds since the Unix epoch), if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub value: Vec<u8>,
+    pub expires_at_ms: Option<u64>,
+}
+
+/// A consistent read point. Versions it can see are kept by compaction until it drops.
+pub struct Snapshot {
+    ts: u64,
+    registry: Rc<RefCell<BTreeMap<u64, usize>>>,
+}
+
+impl Snapshot {
+    pub fn ts(&self) -> u64 {
+        self.ts
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let mut r = self.registry.borrow_mut();
+        if let Some(n) = r.get_mut(&self.ts) {
+            *n -= 1;
+            if *n == 0 {
+                r.remove(&self.ts);
+            }
+        }
+    }
+}
+
+impl<F: FileSystem> Db<F> {
+    /// The newest timestamp whose writes are all visible: durable, or written unsynced.
+    pub(super) fn visible_ts(&self, st: &mut State<F>) -> u64 {
+        let durable = self.log.durable_lsn();
+        while let Some(&(ts, lsn)) = st.pending_sync.front() {
+            if lsn <= durable {
+                st.pending_sync.pop_front();
+            } else {
+                return ts - 1;
+            }
+        }
+        st.last_ts
+    }
+
+    /// Takes a snapshot at the current visible state.
+    pub fn snapshot(&self) -> Snapshot {
+        let ts = {
+            let mut st = self.st.borrow_mut();
+            self.visible_ts(&mut st)
+        };
+        *self.snapshots.borrow_mut().entry(ts).or_insert(0) += 1;
+        Snapshot {
+            ts,
+            registry: self.snapshots.clone(),
+        }
+    }
+
+    /// Reads the latest visible value of `key`.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get_at(key, None).await
+    }
+
+    /// The timestamp of the newest write, durable or not. A read-modify-write reads at
+    /// this timestamp: its own write is logged after every write it can see, so it is
+    /// acknowledged only once they are durable too (a failed fsync poisons the log).
+    pub fn written_ts(&self) -> u64 {
+        self.st.borrow().last_ts
+    }
+
+    /// Reads `key` as of `read_ts` (or the latest visible state) with its expiry in
+    /// milliseconds since the Unix epoch, if it has one.
+    pub async fn get_entry(&self, key: &[u8], read_ts: Option<u64>) -> Result<Option<Entry>> {
+        self.get_mapped(key, read_ts, |raw, now| {
+            keys::decode_value(raw)
+                .filter(|v| !v.is_dead(now))
+                .map(|v| Entry {
+                    value: v.value.to_vec(),
+                    expires_at_ms: v.expires_at_ms,
+                })
+        })
+        .await
+    }
+
+    /// Reads `key` as of `read_ts` (a snapshot's timestamp), or the latest if None.
+    pub async fn get_at(&self, key: &[u8], read_ts: Option<u64>) -> Result<Option<Vec<u8>>> {
+        self.get_mapped(key, read_ts, live_value).await
+    }
+
+    /// Finds the newest version of `key` visible at `read_ts` and maps its stored form
+    /// (kind, expiry, value) with `map` while it is borrowed from the memtable or block.
+    async fn get_mapped<T>(
+        &self,
+        key: &[u8],
+        read_ts: Option<u64>,
+        map: impl Fn(&[u8], u64) -> Option<T>,
+    ) -> Result<Option<T>> {
+        // Reads served from memory never wait: let the scheduler run background work.
+        glommio::yield_if_needed().await;
+        let now = keys::now_ms();
+        let (version, ts) = {
+            let mut st = self.st.borrow_mut();
+            let ts = match read_ts {
+                Some(t) => t,
+                None => self.visible_ts(&mut st),
+            };
+            if let Some((_, v)) = st.mem.get(key, ts) {
+                return Ok(map(v, now));
+            }
+            for m in st.imm.iter().rev() {
+                if let Some((_, v)) = m.get(key, ts) {
+                    return Ok(map(v, now));
+                }
+            }
+            (st.version.clone(), ts)
+        };
+        let seek = keys::internal_key(key, ts);
+        for f in &version.levels[0] {
+            if !f.overlaps(Some(key), Some(key)) {
+                continue;
+            }
+            if let Some((ik, v)) = f.table.get(&seek).await?
+                && keys::user_key(&ik) == key
+            {
+                return Ok(map(&v, now));
+            }
+        }
+        for level in 1..NUM_LEVELS {
+            if let Some(f) = version.find_in_level(level, &seek)
+                && let Some((ik, v)) = f.table.get(&seek).await?
+                && keys::user_key(&ik) == key
+            {
+                return Ok(map(&v, now));
+            }
+        }
+        Ok(None)
+    }
+
+    /// An iterator over live keys as of `opts.read_ts` (or the latest visible state).
+    pub async fn iter(&self, opts: ReadOptions) -> Result<DbIter<F>> {
+        let (sources, ts, pin) = {
+            let mut st = self.st.borrow_mut();
+            let ts = match opts.read_ts {
+                Some(t) => t,
+                None => self.visible_ts(&mut st),
+            };
+            let lo = opts.lower_bound.as_deref();
+            let hi = opts.upper_bound.as_deref();
+            let mut sources: Vec<Source<F>> = Vec::new();
+            sources.push(Source::Mem(st.mem.iter()));
+            for m in st.imm.iter().rev() {
+                sources.push(Source::Mem(m.iter()));
+            }
+            let v = st.version.clone();
+            for f in &v.levels[0] {
+                if f.overlaps(lo, hi) {
+                    sources.push(Source::Table(TableIter::new(f.table.clone())));
+                }
+            }
+            for level in 1..NUM_LEVELS {
+                let files: Vec<_> = v.levels[level]
+                    .iter()
+                    .filter(|f| f.overlaps(lo, hi))
+                    .cloned()
+                    .collect();
+                if !files.is_empty() {
+                    sources.push(Source::Level(LevelIter::new(files)));
+                }
+            }
+            let pin: Box<dyn std::any::Any> = Box::new(v);
+            (sources, ts, pin)
+        };
+        Ok(DbIter::new(MergingIter::new(sources), ts, opts, Some(pin)))
+    }
+
+    /// Collects up to `limit` live entries of `[start, end)`, in reverse if asked.
+    pub async fn scan(
+        &self,
+        start: Option<&[u8]>,
+        end: Option<&[u8]>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let opts = ReadOptions {
+            read_ts: None,
+            lower_bound: start.map(<[u8]>::to_vec),
+            upper_bound: end.map(<[u8]>::to_vec),
+        };
+        let mut it = self.iter(opts).await?;
+        if reverse {
+            it.seek_to_last().await?;
+        } else {
+            it.seek_to_first().await?;
+        }
+        let mut out = Vec::new();
+        while it.valid() && out.len() < limit {
+            out.push((it.key().to_vec(), it.value().to_vec()));
+            if reverse {
+                it.prev().await?;
+            } else {
+                it.next().await?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Prints every stored version of `key` in every source (debugging aid for tests).
+    #[doc(hidden)]
+    pub async fn debug_versions(&self, key: &[u8]) {
+        let (mem, imm, version) = {
+            let st = self.st.borrow();
+            (st.mem.clone(), st.imm.clone(), st.version.clone())
+        };
+        let dump = |src: &str, k: &[u8], v: &[u8]| {
+            if keys::user_key(k) == key {
+                eprintln!("  {src}: ts {} kind {:?}", keys::timestamp(k), v.first());
+            }
+        };
+        for (name, m) in std::iter::once(("mem".to_string(), &mem))
+            .chain(imm.iter().enumerate().map(|(i, m)| (format!("imm{i}"), m)))
+        {
+            let mut it = m.iter();
+            it.seek(&keys::internal_key(key, keys::MAX_TS));
+            while it.valid() && keys::user_key(it.key()) == key {
+                dump(&name, it.key(), it.value());
+                it.next();
+            }
+        }
+        for (l, files) in version.levels.iter().enumerate() {
+            for f in files {
+                let mut it = TableIter::new(f.table.clone());
+                it.seek(&keys::internal_key(key, keys::MAX_TS)).await;
+                while it.valid() && keys::user_key(it.key()) == key {
+                    dump(
+                        &format!("L{l} file {}", f.meta.number),
+                        it.key(),
+                        it.value(),
+                    );
+                    it.next().await;
+                }
+            }
+        }
+    }
+}
+
+fn live_value(stored: &[u8], now_ms: u64) -> Option<Vec<u8>> {
+    match keys::decode_value(stored) {
+        Some(v) if !v.is_dead(now_ms) => Some(v.value.to_vec()),
+        _ => None,
+    }
+}

@@ -1,0 +1,113 @@
+//! Counters and statistics of one engine (for `admin stats`, metrics and benchmarks).
+
+use super::Db;
+use crate::fs::FileSystem;
+
+/// Sizes of one level.
+#[derive(Debug, Clone, Default)]
+pub struct LevelStats {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Counters of one engine, for `admin stats` and benchmarks.
+#[derive(Debug, Clone, Default)]
+pub struct DbStats {
+    pub levels: Vec<LevelStats>,
+    pub memtable_bytes: usize,
+    pub immutable_memtables: usize,
+    pub last_ts: u64,
+    pub user_bytes_written: u64,
+    pub log_bytes_written: u64,
+    pub flush_bytes_written: u64,
+    pub compaction_bytes_read: u64,
+    pub compaction_bytes_written: u64,
+    /// (log + flush + compaction bytes written) / user bytes written.
+    pub write_amplification: f64,
+    pub flushes: u64,
+    pub compactions: u64,
+    pub trivial_moves: u64,
+    pub stall_count: u64,
+    pub stall_micros: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_hit_rate: f64,
+    pub cache_bytes: u64,
+}
+
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) user_bytes: u64,
+    pub(super) flush_bytes: u64,
+    pub(super) compaction_read: u64,
+    pub(super) compaction_written: u64,
+    pub(super) flushes: u64,
+    pub(super) compactions: u64,
+    pub(super) trivial_moves: u64,
+    pub(super) stall_count: u64,
+    pub(super) stall_micros: u64,
+}
+
+impl<F: FileSystem> Db<F> {
+    pub fn stats(&self) -> DbStats {
+        let st = self.st.borrow();
+        let c = self.counters.borrow();
+        let log = self.log.stats();
+        let cache = self.cache.stats();
+        let levels = st
+            .version
+            .levels
+            .iter()
+            .map(|f| LevelStats {
+                files: f.len(),
+                bytes: f.iter().map(|x| x.meta.size).sum(),
+            })
+            .collect();
+        let written = log.bytes_written + c.flush_bytes + c.compaction_written;
+        let lookups = cache.hits + cache.misses;
+        DbStats {
+            levels,
+            memtable_bytes: st.mem.approximate_bytes(),
+            immutable_memtables: st.imm.len(),
+            last_ts: st.last_ts,
+            user_bytes_written: c.user_bytes,
+            log_bytes_written: log.bytes_written,
+            flush_bytes_written: c.flush_bytes,
+            compaction_bytes_read: c.compaction_read,
+            compaction_bytes_written: c.compaction_written,
+            write_amplification: if c.user_bytes == 0 {
+                0.0
+            } else {
+                written as f64 / c.user_bytes as f64
+            },
+            flushes: c.flushes,
+            compactions: c.compactions,
+            trivial_moves: c.trivial_moves,
+            stall_count: c.stall_count,
+            stall_micros: c.stall_micros,
+            cache_hits: cache.hits,
+            cache_misses: cache.misses,
+            cache_hit_rate: if lookups == 0 {
+                0.0
+            } else {
+                cache.hits as f64 / lookups as f64
+            },
+            cache_bytes: cache.bytes_used as u64,
+        }
+    }
+
+    /// A few lines describing internal state (for diagnosing stalls).
+    pub fn debug_state(&self) -> String {
+        let st = self.st.borrow();
+        format!(
+            "{}\ndb: imm {} l0 {} pending_sync {} bg_error {:?} closing {} background {}",
+            self.log.debug_state(),
+            st.imm.len(),
+            st.version.levels[0].len(),
+            st.pending_sync.len(),
+            st.bg_error,
+            st.closing,
+            self.background_running.get()
+        )
+    }
+}

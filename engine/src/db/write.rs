@@ -1,0 +1,282 @@
+//! The write path: `admit` (may suspend), `commit` (synchronous), `wait_durable`.
+//!
+//! Ownership: foreground tasks of the core that owns the `Db`. `commit` is
+//! synchronous so that nothing else on the core runs between a caller's checks (after
+//! `admit`) and the timestamp it takes; `append_log` and `apply` are its two halves,
+//! public so that the core's Raft glue can append, replicate, then apply.
+
+use super::{Db, LOCAL_GROUP};
+use crate::batch::{self, WriteBatch};
+use crate::config::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use crate::fs::FileSystem;
+use crate::keys;
+use crate::log::Lsn;
+use crate::memtable::MemTable;
+use crate::{Error, Result};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Options of one write.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// Wait until the write is fsynced (group commit) before returning.
+    pub sync: bool,
+    /// Time to live in milliseconds (puts only).
+    pub ttl_ms: Option<u64>,
+}
+
+/// The ticket of one `Db::commit`: its timestamp, its log position, and whether its
+/// writer asked for durability. `Db::wait_durable` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a synced commit is invisible until `wait_durable` covers it"]
+pub struct Commit {
+    ts: u64,
+    lsn: Lsn,
+    sync: bool,
+}
+
+impl Commit {
+    /// The timestamp the batch was applied at (its log index in `LOCAL_GROUP`).
+    pub fn ts(&self) -> u64 {
+        self.ts
+    }
+
+    /// The log position of its record.
+    pub fn lsn(&self) -> Lsn {
+        self.lsn
+    }
+
+    /// True if the writer asked to wait for the fsync.
+    pub fn sync(&self) -> bool {
+        self.sync
+    }
+}
+
+impl<F: FileSystem> Db<F> {
+    pub async fn put(&self, key: &[u8], value: &[u8], opts: &WriteOptions) -> Result<()> {
+        let mut b = WriteBatch::new();
+        let exp = opts.ttl_ms.map(|t| keys::now_ms().saturating_add(t));
+        b.put_with_expiry(key, value, exp)?;
+        self.write(&b, opts).await
+    }
+
+    pub async fn delete(&self, key: &[u8], opts: &WriteOptions) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete(key)?;
+        self.write(&b, opts).await
+    }
+
+    /// Applies `batch` atomically at one new timestamp: `admit`, `commit`,
+    /// `wait_durable`. An empty batch is a no-op.
+    pub async fn write(&self, batch: &WriteBatch, opts: &WriteOptions) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.admit().await?;
+        let c = self.commit(batch, opts)?;
+        self.wait_durable(&c).await
+    }
+
+    /// The first step of a write and the only one that may suspend before the commit:
+    /// gives the scheduler its turn, then waits (or works inline) until the memtables
+    /// and L0 have room. Called by foreground tasks of the owning core. After it
+    /// returns, the caller may check whatever it must (a key lock) and `commit` without
+    /// an `.await` in between: no other task of the core can commit in that window.
+    pub async fn admit(&self) -> Result<()> {
+        // A write that never waits for I/O would never let the low-share compaction
+        // queue run: give the scheduler its chance (a flag check unless it is time).
+        glommio::yield_if_needed().await;
+        self.make_room().await
+    }
+
+    /// The second step of a write, synchronous: takes the next timestamp, appends the
+    /// batch to the log as record (`LOCAL_GROUP`, ts, term 0), applies it to the
+    /// memtable at that timestamp and returns the ticket for `wait_durable`. A synced
+    /// commit stays invisible to readers until its record is durable, so its caller
+    /// must `wait_durable` (or some later group commit must cover it). Errors: an empty
+    /// batch (`InvalidArgument`), a background error or a poisoned log (`Poisoned`);
+    /// nothing is committed then.
+    pub fn commit(&self, batch: &WriteBatch, opts: &WriteOptions) -> Result<Commit> {
+        if batch.is_empty() {
+            return Err(Error::InvalidArgument("empty write batch".into()));
+        }
+        self.check_bg_error()?;
+        let mut payload = std::mem::take(&mut self.st.borrow_mut().payload_buf);
+        payload.clear();
+        batch.encode_into(&mut payload);
+        let ts = self.st.borrow().last_ts + 1;
+        let res = self
+            .append_log(LOCAL_GROUP, ts, 0, &payload)
+            .and_then(|lsn| {
+                self.apply(ts, &payload).inspect_err(|e| {
+                    // The log holds a record the memtable lacks: recovery would replay
+                    // it, so nothing more may be acknowledged from this state.
+                    self.set_error(e);
+                })?;
+                Ok(lsn)
+            });
+        self.st.borrow_mut().payload_buf = payload;
+        let lsn = res?;
+        if opts.sync {
+            let mut st = self.st.borrow_mut();
+            assert!(
+                st.pending_sync
+                    .back()
+                    .is_none_or(|&(t, l)| t < ts && l < lsn)
+            );
+            st.pending_sync.push_back((ts, lsn));
+        }
+        Ok(Commit {
+            ts,
+            lsn,
+            sync: opts.sync,
+        })
+    }
+
+    /// Appends `payload` to the core's log as record (`group`, `index`, `term`);
+    /// durable only after a group commit covers the returned LSN. Called by `commit`
+    /// (group `LOCAL_GROUP`, index = timestamp) and, later, by the core's Raft glue,
+    /// which appends, replicates and then `apply`s the same payload without a second
+    /// log write. Synchronous: it only buffers.
+    pub fn append_log(&self, group: u64, index: u64, term: u64, payload: &[u8]) -> Result<Lsn> {
+        let before = self.log.last_lsn();
+        let lsn = self.log.append(group, index, term, payload)?;
+        assert_eq!(lsn, before + 1, "log LSNs are consecutive");
+        Ok(lsn)
+    }
+
+    /// Applies an encoded batch (`payload`, as logged) to the memtable at timestamp
+    /// `ts`, rotating the memtable once it is full. Called by `commit` and, later, by
+    /// the core's Raft glue once an entry is committed. Assumes the record is already
+    /// in the log (recovery replays it if the memtable is lost) and that `ts` is above
+    /// every timestamp applied before (asserted). The whole batch is decoded and
+    /// checked before anything is inserted, so a malformed payload changes nothing.
+    pub fn apply(&self, ts: u64, payload: &[u8]) -> Result<()> {
+        check_payload(payload)?;
+        let mut guard = self.st.borrow_mut();
+        let st = &mut *guard;
+        assert!(ts > st.last_ts, "timestamps strictly increase");
+        insert_batch(&st.mem, ts, payload, &mut st.ikey_buf, &mut st.value_buf)?;
+        st.last_ts = ts;
+        if st.mem.approximate_bytes() >= self.cfg.memtable_bytes {
+            let full = std::mem::replace(&mut st.mem, Rc::new(MemTable::new()));
+            st.imm.push_back(full);
+            self.bg_wake.notify_all();
+        }
+        self.counters.borrow_mut().user_bytes += payload.len() as u64;
+        Ok(())
+    }
+
+    /// The last step of a write: for a synced commit, returns once its log record is
+    /// durable (one group commit covers every commit waiting at the time); for an
+    /// unsynced one, writes the log buffer out (no fsync) once it is over its bound.
+    pub async fn wait_durable(&self, c: &Commit) -> Result<()> {
+        if c.sync {
+            self.log.sync(c.lsn).await
+        } else if self.log.needs_flush() {
+            self.log.flush().await
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(super) fn check_bg_error(&self) -> Result<()> {
+        match &self.st.borrow().bg_error {
+            Some(e) => Err(Error::Poisoned(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits while too many memtables await flush or L0 is at the stop trigger; delays
+    /// writes while L0 is above the slowdown trigger (bounded foreground latency).
+    pub(super) async fn make_room(&self) -> Result<()> {
+        let mut slowed = false;
+        let mut stalled_at: Option<Instant> = None;
+        loop {
+            let (imm, l0) = {
+                let st = self.st.borrow();
+                if let Some(e) = &st.bg_error {
+                    return Err(Error::Poisoned(e.clone()));
+                }
+                (st.imm.len(), st.version.levels[0].len())
+            };
+            if imm >= self.cfg.max_immutable_memtables || l0 >= self.cfg.l0_stop_trigger {
+                if !self.background_running.get() {
+                    // Nobody else will make room: do the work inline.
+                    if imm > 0 {
+                        self.flush_one().await?;
+                    } else {
+                        self.compact_once().await?;
+                    }
+                    continue;
+                }
+                stalled_at.get_or_insert_with(Instant::now);
+                let w = self.changed.wait();
+                self.bg_wake.notify_all();
+                w.await;
+                continue;
+            }
+            if l0 >= self.cfg.l0_slowdown_trigger && !slowed && self.cfg.slowdown_delay_us > 0 {
+                slowed = true;
+                let t = Instant::now();
+                glommio::timer::sleep(Duration::from_micros(self.cfg.slowdown_delay_us)).await;
+                let mut c = self.counters.borrow_mut();
+                c.stall_count += 1;
+                c.stall_micros += t.elapsed().as_micros() as u64;
+                continue;
+            }
+            break;
+        }
+        if let Some(t) = stalled_at {
+            let mut c = self.counters.borrow_mut();
+            c.stall_count += 1;
+            c.stall_micros += t.elapsed().as_micros() as u64;
+        }
+        Ok(())
+    }
+
+    /// Makes every write so far durable (one group commit).
+    pub async fn sync_log(&self) -> Result<()> {
+        let lsn = self.log.last_lsn();
+        self.log.sync(lsn).await
+    }
+}
+
+fn malformed(e: crate::codec::DecodeError) -> Error {
+    Error::InvalidArgument(format!("malformed write batch: {e}"))
+}
+
+/// Decodes every operation of an encoded batch and checks it against the memtable's
+/// limits, so that inserting it afterwards cannot fail halfway.
+fn check_payload(payload: &[u8]) -> Result<()> {
+    for op in batch::decode(payload).map_err(malformed)? {
+        let op = op.map_err(malformed)?;
+        if op.key.is_empty() || op.key.len() > MAX_KEY_BYTES || op.value.len() > MAX_VALUE_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "batch operation with a {}-byte key and a {}-byte value",
+                op.key.len(),
+                op.value.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Inserts every operation of an encoded batch into `mem` at timestamp `ts` (the write
+/// path's `apply` and recovery's replay share it, so both store the same bytes).
+pub(super) fn insert_batch(
+    mem: &MemTable,
+    ts: u64,
+    payload: &[u8],
+    ikey: &mut Vec<u8>,
+    value: &mut Vec<u8>,
+) -> Result<()> {
+    for op in batch::decode(payload).map_err(malformed)? {
+        let op = op.map_err(malformed)?;
+        keys::encode_internal(ikey, op.key, ts);
+        value.clear();
+        keys::encode_value(value, op.kind, op.expires_at_ms, op.value);
+        mem.insert(ikey, value)?;
+    }
+    Ok(())
+}
