@@ -70,7 +70,22 @@ struct Inode {
     /// The last write since the last sync (offset, bytes): the one that may survive
     /// a crash torn.
     last_write: Option<(u64, Vec<u8>)>,
+    /// Every change since the last sync, in order: what adversarial power loss picks
+    /// survivors from.
+    unsynced: Vec<ContentOp>,
 }
+
+/// An unsynced change of a file's contents.
+#[derive(Debug, Clone)]
+enum ContentOp {
+    Write(u64, Vec<u8>),
+    /// A truncation (or extension) to this length; also a create over an existing file.
+    SetLen(usize),
+}
+
+/// An unsynced change of the namespace: names that change together (a rename changes
+/// two), each to an entry or to nothing.
+type NsOp = Vec<(PathBuf, Option<Entry>)>;
 
 #[derive(Debug)]
 struct Fault {
@@ -92,6 +107,10 @@ struct State {
     inodes: BTreeMap<u64, Inode>,
     current: BTreeMap<PathBuf, Entry>,
     durable: BTreeMap<PathBuf, Entry>,
+    /// Adversarial power loss (see [`SimFs::set_adversarial_power_loss`]).
+    adversarial: bool,
+    /// Namespace changes not yet made durable by `sync_dir`, in order.
+    ns_log: Vec<NsOp>,
 }
 
 /// The seeded, fault-injecting, in-memory file system. Cloning yields another handle
@@ -228,6 +247,7 @@ impl State {
                 let inode = self.inode(ino, path)?;
                 inode.current.clear();
                 inode.last_write = None;
+                inode.unsynced.push(ContentOp::SetLen(0));
                 Ok(ino)
             }
             Some(Entry::Dir) => Err(Error::io(path, io::Error::from_raw_os_error(libc::EISDIR))),
@@ -236,6 +256,8 @@ impl State {
                 self.next_ino += 1;
                 self.inodes.insert(ino, Inode::default());
                 self.current.insert(path.to_path_buf(), Entry::File(ino));
+                self.ns_log
+                    .push(vec![(path.to_path_buf(), Some(Entry::File(ino)))]);
                 Ok(ino)
             }
         }
@@ -245,6 +267,7 @@ impl State {
         let inode = self.inode(ino, path)?;
         put_at(&mut inode.current, pos, data)?;
         inode.last_write = Some((pos, data.to_vec()));
+        inode.unsynced.push(ContentOp::Write(pos, data.to_vec()));
         Ok(())
     }
 
@@ -252,13 +275,18 @@ impl State {
         let inode = self.inode(ino, path)?;
         inode.durable.clone_from(&inode.current);
         inode.last_write = None;
+        inode.unsynced.clear();
         Ok(inode.current.len() as u64)
     }
 
     fn restart(&mut self) {
+        if self.adversarial {
+            self.lose_adversarially();
+        }
         // Torn last writes: decided per inode in inode order, so the seed fixes them.
         let p = self.torn_probability;
         for inode in self.inodes.values_mut() {
+            inode.unsynced.clear();
             let last = inode.last_write.take();
             if let Some((pos, data)) = last.filter(|_| p > 0.0 && self.rng.gen_bool(p)) {
                 // Cut points: the write's start, every sector boundary inside it, its end.
@@ -292,11 +320,58 @@ impl State {
             })
             .collect();
         self.inodes.retain(|ino, _| live.contains(ino));
+        self.ns_log.clear();
         self.current = kept.clone();
         self.durable = kept;
         self.crashed = false;
         self.crash_at = None;
         self.generation += 1;
+    }
+}
+
+impl State {
+    /// Adversarial power loss, before the ordinary restart: each unsynced change of a
+    /// file's contents survives or not independently (writes page by page), in any
+    /// combination; of the unsynced namespace changes, a random prefix survives (a
+    /// journaling file system commits metadata in order, and may commit a name before
+    /// the `fsync` of its directory). Survivors are made durable; the rest is lost.
+    fn lose_adversarially(&mut self) {
+        for inode in self.inodes.values_mut() {
+            for op in std::mem::take(&mut inode.unsynced) {
+                match op {
+                    ContentOp::SetLen(len) => {
+                        if self.rng.gen_bool(0.5) {
+                            inode.durable.resize(len, 0);
+                        }
+                    }
+                    ContentOp::Write(pos, data) => {
+                        let mut at = pos;
+                        let end = pos + data.len() as u64;
+                        while at < end {
+                            let piece_end = ((at / IO_ALIGN + 1) * IO_ALIGN).min(end);
+                            if self.rng.gen_bool(0.5) {
+                                let bytes = &data[(at - pos) as usize..(piece_end - pos) as usize];
+                                // Cannot fail: the offset was accepted when written.
+                                let _ = put_at(&mut inode.durable, at, bytes);
+                            }
+                            at = piece_end;
+                        }
+                    }
+                }
+            }
+            // Whatever survived is now the durable state; nothing comes back torn on
+            // top of it.
+            inode.last_write = None;
+        }
+        let keep = self.rng.gen_range(0..=self.ns_log.len());
+        for op in std::mem::take(&mut self.ns_log).into_iter().take(keep) {
+            for (path, entry) in op {
+                match entry {
+                    Some(e) => self.durable.insert(path, e),
+                    None => self.durable.remove(&path),
+                };
+            }
+        }
     }
 }
 
@@ -317,8 +392,18 @@ impl SimFs {
                 inodes: BTreeMap::new(),
                 current: BTreeMap::new(),
                 durable: BTreeMap::new(),
+                adversarial: false,
+                ns_log: Vec::new(),
             })),
         }
+    }
+
+    /// Makes every later restart lose data as adversarially as the file-system
+    /// contract allows: any subset of unsynced pages and truncations survives (not only
+    /// a torn last write), and a random prefix of the unsynced namespace changes
+    /// (creations, renames, removals) survives too. Off by default.
+    pub fn set_adversarial_power_loss(&self, on: bool) {
+        self.state.borrow_mut().adversarial = on;
     }
 
     /// Probability (0..=1) that the last unsynced write of a file survives a crash
@@ -515,6 +600,7 @@ impl RwFile for SimRwFile {
         // The truncation is now the newest change; no earlier write can come back torn
         // on top of it (it would be reverted to durable anyway).
         inode.last_write = None;
+        inode.unsynced.push(ContentOp::SetLen(len));
         Ok(())
     }
 
@@ -658,6 +744,7 @@ impl FileSystem for SimFs {
         // The inode lives on while open handles or the durable namespace refer to it;
         // restart collects it.
         s.current.remove(&p);
+        s.ns_log.push(vec![(p, None)]);
         Ok(())
     }
 
@@ -674,7 +761,8 @@ impl FileSystem for SimFs {
             return Err(Error::io(to, io::Error::from_raw_os_error(libc::EISDIR)));
         }
         s.current.remove(&f);
-        s.current.insert(t, Entry::File(ino));
+        s.current.insert(t.clone(), Entry::File(ino));
+        s.ns_log.push(vec![(f, None), (t, Some(Entry::File(ino)))]);
         Ok(())
     }
 
@@ -690,6 +778,11 @@ impl FileSystem for SimFs {
         for (p, e) in state.current.iter().filter(|(p, _)| parent_of(p) == d) {
             state.durable.insert(p.clone(), *e);
         }
+        // Those changes are durable now; the others stay pending, in order.
+        for op in &mut state.ns_log {
+            op.retain(|(p, _)| parent_of(p) != d);
+        }
+        state.ns_log.retain(|op| !op.is_empty());
         Ok(())
     }
 
@@ -725,6 +818,7 @@ impl FileSystem for SimFs {
                 }
                 None => {
                     s.current.insert(anc.to_path_buf(), Entry::Dir);
+                    s.ns_log.push(vec![(anc.to_path_buf(), Some(Entry::Dir))]);
                 }
             }
         }
@@ -1078,6 +1172,64 @@ mod tests {
         assert_eq!(fs.file_len(&p("/db/a")).unwrap(), 4097);
         assert!(fs.flip_bit(&p("/db/a"), 5000, 0).is_err());
         assert!(fs.flip_bit(&p("/db/a"), 0, 8).is_err());
+    }
+
+    /// Adversarial loss keeps any subset of unsynced pages: over seeds, a later page
+    /// survives while an earlier one is lost, and each page is old or new, whole.
+    #[test]
+    fn adversarial_loss_keeps_any_subset_of_pages() {
+        let mut out_of_order = false;
+        for seed in 0..64 {
+            let fs = setup(seed);
+            fs.set_adversarial_power_loss(true);
+            block_on(async {
+                let f = fs.create_rw(&p("/db/f")).await.unwrap();
+                f.write_at(0, &block(1, 8)).await.unwrap();
+                f.sync().await.unwrap();
+                fs.sync_dir(&p("/db")).await.unwrap();
+                f.write_at(0, &block(2, 8)).await.unwrap();
+            });
+            fs.crash();
+            fs.restart();
+            let d = fs.read_durable(&p("/db/f")).unwrap();
+            assert_eq!(d.len(), 8 * IO_ALIGN as usize);
+            let new: Vec<bool> = d
+                .chunks(IO_ALIGN as usize)
+                .map(|pg| {
+                    assert!(pg.iter().all(|&b| b == pg[0]) && (pg[0] == 1 || pg[0] == 2));
+                    pg[0] == 2
+                })
+                .collect();
+            out_of_order |= new.windows(2).any(|w| !w[0] && w[1]);
+        }
+        assert!(out_of_order, "no seed lost a page before a surviving one");
+    }
+
+    /// Adversarial loss keeps a prefix of unsynced name changes: `b`, created after
+    /// `a`, never survives without it, and a name can survive with no `sync_dir`.
+    #[test]
+    fn adversarial_loss_keeps_a_prefix_of_name_changes() {
+        let mut only_a = false;
+        for seed in 0..64 {
+            let fs = setup(seed);
+            fs.set_adversarial_power_loss(true);
+            block_on(async {
+                fs.create_rw(&p("/db/a")).await.unwrap();
+                fs.create_rw(&p("/db/b")).await.unwrap();
+                fs.rename(&p("/db/b"), &p("/db/c")).await.unwrap();
+            });
+            fs.crash();
+            fs.restart();
+            let names: Vec<PathBuf> = fs.list_files();
+            let has = |n: &str| names.contains(&p(n));
+            assert!(!has("/db/b") || has("/db/a"), "seed {seed}: {names:?}");
+            assert!(
+                !has("/db/c") || (has("/db/a") && !has("/db/b")),
+                "seed {seed}: {names:?}"
+            );
+            only_a |= has("/db/a") && !has("/db/b") && !has("/db/c");
+        }
+        assert!(only_a);
     }
 
     /// A workload with crashes and torn writes whose outcome depends on the seed only.
