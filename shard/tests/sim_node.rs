@@ -90,11 +90,43 @@ struct SimNode {
 }
 
 impl SimNode {
+    /// Recovers every shard. A fault armed for the round may still be pending and hit
+    /// recovery (an EIO): the process would die and be restarted, so the whole
+    /// machine restarts (every shard's handles go stale) and recovery runs again.
+    /// Any other recovery error is a bug.
     async fn open(fs: &SimFs, seed: u64) -> SimNode {
-        let mut cores = Vec::new();
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_open(fs, seed).await {
+                Ok(dbs) => return Self::serve(fs, seed, dbs),
+                Err(e) => last = e,
+            }
+            fs.restart();
+        }
+        panic!("seed {seed}: recovery kept failing with I/O errors: {last}")
+    }
+
+    async fn try_open(fs: &SimFs, seed: u64) -> Result<Vec<Rc<Db<SimFs>>>, String> {
+        let mut dbs = Vec::new();
         for s in 0..SHARDS {
             let dir = PathBuf::from(format!("/node/shard-{s}"));
-            let db = open_engine(fs, seed, &dir, s).await;
+            match Db::open(fs.clone(), &dir, tiny_config(seed)).await {
+                Ok(db) => dbs.push(db),
+                Err(e @ nextdb_engine::Error::Io { .. }) => {
+                    for db in &dbs {
+                        let _ = db.close().await;
+                    }
+                    return Err(e.to_string());
+                }
+                Err(e) => panic!("seed {seed}: shard {s}: recovery failed: {e}"),
+            }
+        }
+        Ok(dbs)
+    }
+
+    fn serve(fs: &SimFs, seed: u64, dbs: Vec<Rc<Db<SimFs>>>) -> SimNode {
+        let mut cores = Vec::new();
+        for (s, db) in dbs.into_iter().enumerate() {
             nextdb_engine::runtime::spawn_background(&db).expect("background");
             cores.push(Rc::new(ShardCore::new(s, db, SyncMode::Fsync)));
         }
@@ -121,24 +153,6 @@ impl SimNode {
         fs.restart();
         SimNode::open(&fs, seed).await
     }
-}
-
-/// Opens a shard's engine. A fault armed for the round may still be pending and hit
-/// recovery (an EIO): the process would die and be restarted, so the machine restarts
-/// and recovery runs again. Anything else is a recovery bug.
-async fn open_engine(fs: &SimFs, seed: u64, dir: &std::path::Path, shard: usize) -> Rc<Db<SimFs>> {
-    let mut last = String::new();
-    for _ in 0..3 {
-        match Db::open(fs.clone(), dir, tiny_config(seed)).await {
-            Ok(db) => return db,
-            Err(e @ nextdb_engine::Error::Io { .. }) => {
-                last = e.to_string();
-                fs.restart();
-            }
-            Err(e) => panic!("shard {shard}: recovery failed: {e}"),
-        }
-    }
-    panic!("shard {shard}: recovery kept failing with I/O errors: {last}")
 }
 
 fn int(v: &[u8]) -> i64 {
@@ -321,7 +335,7 @@ async fn read_all(node: &SimNode, h: &History) {
                 let ret = h.tick();
                 h.record(&k, Op::Get(opt_int(&v)), call, Some(ret));
             }
-            other => panic!("read after recovery failed: {other:?}"),
+            other => panic!("seed {}: read after recovery failed: {other:?}", node.seed),
         }
     }
 }
@@ -348,6 +362,9 @@ fn arm_fault(fs: &SimFs, rng: &mut SmallRng) -> String {
 async fn simulate(seed: u64) {
     let fs = SimFs::new(seed);
     fs.set_torn_write_probability(0.5);
+    // Every other pair of seeds: a write-back disk that keeps any subset of unsynced
+    // pages and a prefix of unsynced name changes.
+    fs.set_adversarial_power_loss(seed % 4 >= 2);
     let mut rng = SmallRng::seed_from_u64(seed);
     let h = History::default();
     let mut node = SimNode::open(&fs, seed).await;
