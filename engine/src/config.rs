@@ -21,7 +21,7 @@ pub const LOCAL_EXECUTOR_IO_MEMORY_BYTES: usize = 1 << 20;
 /// with 1 ms (every task parked) were glommio 0.9 parking with runnable tasks when the
 /// timer had fired before a queue ran (see `runtime::WakeGuard`): a synced-overwrite
 /// stress run (`engine/examples/sync_overwrite_watchdog.rs`, 16 writers, 1 ms timer)
-/// stalled in 2 of 30 runs before the guard, in 0 of 20 with it; a residual park now
+/// stalled in 2 of 30 runs before the guard, in 0 of 32 with it; a residual park now
 /// lasts at most `WAKE_GUARD_PERIOD_MS`. 1 ms bounds a compaction slice's delay of
 /// foreground work to about 1 ms instead of glommio's default 100 ms.
 pub const PREEMPT_TIMER_US: u64 = 1000;
