@@ -17,11 +17,18 @@ pub const MIN_MEMLOCK_BYTES: u64 = 512 << 20;
 pub const LOCAL_EXECUTOR_IO_MEMORY_BYTES: usize = 1 << 20;
 
 /// Preemption timer of an engine executor: the longest a background slice
-/// (compaction) runs before foreground tasks get the core back. glommio's default
-/// (100 ms): with 1 ms, two of about thirty synced-overwrite benchmark runs stalled
-/// with every task parked (a lost wakeup not yet explained), and the shorter timer
-/// did not change measured p99/p99.9 read latency.
-pub const PREEMPT_TIMER_US: u64 = 100_000;
+/// (compaction) runs before foreground tasks get the core back. The stalls once seen
+/// with 1 ms (every task parked) were glommio 0.9 parking with runnable tasks when the
+/// timer had fired before a queue ran (see `runtime::WakeGuard`): a synced-overwrite
+/// stress run (`engine/examples/sync_overwrite_watchdog.rs`, 16 writers, 1 ms timer)
+/// stalled in 2 of 30 runs before the guard, in 0 of 32 with it; a residual park now
+/// lasts at most `WAKE_GUARD_PERIOD_MS`. 1 ms bounds a compaction slice's delay of
+/// foreground work to about 1 ms instead of glommio's default 100 ms.
+pub const PREEMPT_TIMER_US: u64 = 1000;
+/// Period of the executor wake guard (`runtime::WakeGuard`): the longest an executor
+/// stays parked by glommio 0.9's park-while-runnable race. 10 ms keeps such a stall
+/// short next to a client's timeout while waking an idle core only 100 times a second.
+pub const WAKE_GUARD_PERIOD_MS: u64 = 10;
 /// Scheduler shares of the background (flush and compaction) task queue; foreground
 /// queues have glommio's default of 1000.
 pub const BACKGROUND_SHARES: usize = 250;

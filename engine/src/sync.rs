@@ -1,25 +1,19 @@
-//! Single-threaded async notification, for tasks of one executor (one core).
+//! Async coordination between tasks of one executor (one core), on maintained
+//! primitives: `event-listener` for broadcast notification, `async-lock` for mutual
+//! exclusion across `.await`s.
 //!
-//! `Notify::wait` returns a future that completes after the next `notify_all`. The
-//! engine uses it for write stalls (writers wait for a flush or compaction) and to wake
-//! the background task. Never shared across threads: `Rc`/`RefCell` inside.
+//! `Notify` keeps the engine's small API (`new`, `wait`, `notify_all`) because other
+//! crates still use it. Its one rule: a waiter that calls `wait()` *before* checking
+//! the condition it waits for cannot miss a `notify_all` that follows the check: the
+//! listener is registered when `wait()` returns, not when it is first polled.
 
-use std::cell::RefCell;
-use std::future::Future;
-use std::pin::Pin;
+use event_listener::{Event, EventListener};
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 
-#[derive(Default)]
-struct Inner {
-    generation: u64,
-    wakers: Vec<Waker>,
-}
-
-/// A broadcast notifier. Cheap to clone (a handle).
+/// A broadcast notifier. Cheap to clone (a handle: clones notify the same waiters).
 #[derive(Clone, Default)]
 pub struct Notify {
-    inner: Rc<RefCell<Inner>>,
+    event: Rc<Event>,
 }
 
 impl Notify {
@@ -27,98 +21,36 @@ impl Notify {
         Self::default()
     }
 
-    /// Wakes every task waiting right now.
+    /// Wakes every task waiting right now (every `Wait` created before this call).
     pub fn notify_all(&self) {
-        let wakers = {
-            let mut i = self.inner.borrow_mut();
-            i.generation = i.generation.wrapping_add(1);
-            std::mem::take(&mut i.wakers)
-        };
-        for w in wakers {
-            w.wake();
-        }
+        self.event.notify(usize::MAX);
     }
 
     /// A future that completes at the next `notify_all` after this call.
     pub fn wait(&self) -> Wait {
-        Wait {
-            inner: self.inner.clone(),
-            generation: self.inner.borrow().generation,
-        }
+        self.event.listen()
     }
 }
 
-/// Future returned by [`Notify::wait`].
-pub struct Wait {
-    inner: Rc<RefCell<Inner>>,
-    generation: u64,
-}
+/// Future returned by [`Notify::wait`]: a registered listener.
+pub type Wait = EventListener;
 
-impl Future for Wait {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut i = self.inner.borrow_mut();
-        if i.generation != self.generation {
-            return Poll::Ready(());
-        }
-        if !i.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            i.wakers.push(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-}
-
-/// An async mutual-exclusion flag for one executor: serializes multi-step async
-/// operations (manifest writes) between tasks of the same core.
-#[derive(Clone, Default)]
+/// An async mutual-exclusion lock for one executor: serializes multi-step async
+/// operations (flushes, compactions, manifest writes) between tasks of the same core.
+/// Fair: waiters get it in arrival order.
+#[derive(Default)]
 pub struct AsyncLock {
-    busy: Rc<std::cell::Cell<bool>>,
-    released: Notify,
+    inner: async_lock::Mutex<()>,
 }
 
 /// Held while the lock is taken; releases on drop.
-pub struct LockGuard {
-    busy: Rc<std::cell::Cell<bool>>,
-    released: Notify,
-}
+pub type LockGuard<'a> = async_lock::MutexGuard<'a, ()>;
 
 impl AsyncLock {
-    pub async fn lock(&self) -> LockGuard {
-        loop {
-            if !self.busy.get() {
-                self.busy.set(true);
-                return LockGuard {
-                    busy: self.busy.clone(),
-                    released: self.released.clone(),
-                };
-            }
-            self.released.wait().await;
-        }
-    }
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        self.busy.set(false);
-        self.released.notify_all();
+    pub async fn lock(&self) -> LockGuard<'_> {
+        self.inner.lock().await
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wait_completes_after_notify() {
-        let n = Notify::new();
-        let w = n.wait();
-        n.notify_all();
-        futures_lite::future::block_on(w);
-        let l = AsyncLock::default();
-        futures_lite::future::block_on(async {
-            let g = l.lock().await;
-            drop(g);
-            let _g = l.lock().await;
-        });
-    }
-}
+mod tests;
