@@ -56,7 +56,8 @@ pub fn spawn_background<F: FileSystem>(db: &Rc<Db<F>>) -> crate::Result<()> {
 /// While the guard lives, a thread wakes a task of the executor every
 /// `WAKE_GUARD_PERIOD_MS`, a foreign wake that ends such a park: a stall lasts at most
 /// one period instead of forever. Owned by the executor's core; dropping the guard
-/// stops the thread and ends the task within one period. Must run inside an executor.
+/// stops the thread within one period (the heartbeat task then stays parked). Must run
+/// inside an executor.
 pub struct WakeGuard {
     stop: Arc<AtomicBool>,
 }
@@ -78,13 +79,13 @@ pub fn start_wake_guard() -> crate::Result<WakeGuard> {
         .spawn(move || {
             loop {
                 std::thread::sleep(period);
-                let stopping = thread_stop.load(Ordering::Acquire);
+                // Once stopped, the executor may be gone: never wake into it.
+                if thread_stop.load(Ordering::Acquire) {
+                    break;
+                }
                 let waker = thread_slot.lock().ok().and_then(|mut s| s.take());
                 if let Some(w) = waker {
                     w.wake();
-                }
-                if stopping {
-                    break;
                 }
             }
         })
