@@ -26,6 +26,13 @@ pub const MEMLOCK_MARGIN_BYTES: u64 = 1 << 20;
 /// The user-key namespace byte of the key-value API inside each engine. 0x00 is kept
 /// for the node's own records; SQL tables get their own prefixes later.
 pub const KV_NAMESPACE: u8 = 0x01;
+/// Bytes the shard puts before every KV key before it reaches the engine.
+pub const KV_PREFIX_BYTES: usize = 1;
+/// Largest KV key: the engine's key limit less the namespace prefix. The native
+/// protocol's `MAX_KEY_BYTES` must equal it (the server asserts so at compile time).
+pub const MAX_KV_KEY_BYTES: usize = nextdb_engine::config::MAX_KEY_BYTES - KV_PREFIX_BYTES;
+/// Largest KV value: the engine's own limit (values are stored unprefixed).
+pub const MAX_KV_VALUE_BYTES: usize = nextdb_engine::config::MAX_VALUE_BYTES;
 
 /// When a PUT is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

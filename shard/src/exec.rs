@@ -4,7 +4,7 @@
 //! `KV_NAMESPACE` here, so the node's own records and (later) SQL tables can share the
 //! engine without colliding.
 
-use crate::config::{KV_NAMESPACE, SyncMode};
+use crate::config::{KV_NAMESPACE, KV_PREFIX_BYTES, SyncMode};
 use crate::error::ShardError;
 use crate::locks::KeyLocks;
 use crate::ops::{BatchOp, BatchResult, ShardOp, ShardReply, ShardResult, TtlState};
@@ -28,7 +28,7 @@ pub struct ShardCore<F: FileSystem> {
 /// The engine key of a user key.
 #[inline]
 fn ekey(key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.len() + 1);
+    let mut k = Vec::with_capacity(key.len() + KV_PREFIX_BYTES);
     k.push(KV_NAMESPACE);
     k.extend_from_slice(key);
     k
@@ -196,7 +196,7 @@ impl<F: FileSystem> ShardCore<F> {
                     more: true,
                 });
             }
-            let k = it.key()[1..].to_vec();
+            let k = it.key()[KV_PREFIX_BYTES..].to_vec();
             let v = it.value().to_vec();
             bytes += k.len() + v.len();
             entries.push((k, v));

@@ -4,8 +4,8 @@
 use crate::error::{ErrorCode, ProtoError};
 use crate::frame::{self, STATUS_ERROR, STATUS_OK};
 use crate::limits::{
-    MAGIC, MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_SCAN_LIMIT, MAX_STRING_BYTES, MAX_TTL_MS,
-    MAX_VALUE_BYTES,
+    MAGIC, MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_SCAN_LIMIT, MAX_SCAN_TOKEN_BYTES, MAX_STRING_BYTES,
+    MAX_TTL_MS, MAX_VALUE_BYTES,
 };
 use crate::wire::{Reader, Writer};
 
@@ -336,7 +336,7 @@ impl Request {
                         value: *limit as u64,
                     });
                 }
-                len("token", token, MAX_KEY_BYTES + 16)
+                len("token", token, MAX_SCAN_TOKEN_BYTES)
             }
             Request::Batch { ops, .. } => {
                 if ops.len() > MAX_BATCH_OPS {
@@ -500,7 +500,7 @@ impl Request {
                         value: limit as u64,
                     });
                 }
-                let token = r.bytes("token", MAX_KEY_BYTES + 16)?.to_vec();
+                let token = r.bytes("token", MAX_SCAN_TOKEN_BYTES)?.to_vec();
                 Request::Scan {
                     start,
                     end,
@@ -696,7 +696,7 @@ impl Response {
                     let v = r.bytes("value", MAX_VALUE_BYTES)?.to_vec();
                     entries.push((k, v));
                 }
-                let token = r.bytes("token", MAX_KEY_BYTES + 16)?.to_vec();
+                let token = r.bytes("token", MAX_SCAN_TOKEN_BYTES)?.to_vec();
                 Response::Scan { entries, token }
             }
             op::BATCH => {
