@@ -196,6 +196,8 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     std::fs::create_dir_all(&s.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", s.data_dir.display()))?;
     let users = UserStore::load(&s.data_dir).map_err(|e| e.to_string())?;
+    let mock_auth =
+        nextdb_net::auth_secret::load_or_create(&s.data_dir).map_err(|e| e.to_string())?;
     if !s.insecure && users.is_empty() {
         return Err(format!(
             "no users in {}: create one with `nextdb admin user add NAME --data-dir {}` \
@@ -263,6 +265,7 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     let mut server = ServerConfig::new(s.listen, s.insecure, Arc::new(users));
     server.max_connections_per_shard = s.max_connections_per_shard;
     server.tls = tls;
+    server.mock_auth = mock_auth;
     let server = Arc::new(server);
     let result = Node::run(node, shutdown, move |ctx| {
         let server = server.clone();

@@ -1,5 +1,6 @@
 //! Turns an authenticated request into shard operations and their answer.
 
+use crate::handshake::Session;
 use nextdb_proto::limits::{MAX_KEY_BYTES, MAX_SCAN_BYTES};
 use nextdb_proto::message::op;
 use nextdb_proto::{ErrorCode, Request, Response};
@@ -38,8 +39,9 @@ fn unexpected() -> Response {
     )
 }
 
-/// Executes one request (not HELLO/AUTH, which the connection handles).
-pub async fn execute(ctx: Rc<ShardContext>, req: Request) -> Response {
+/// Executes one request (not HELLO/AUTH, which the handshake handles). Only an
+/// authenticated connection holds a [`Session`].
+pub async fn execute(ctx: Rc<ShardContext>, _session: &Session, req: Request) -> Response {
     match req {
         Request::Get { key } => match ctx.route(ShardOp::Get { key }).await {
             Ok(ShardResult::Value(v)) => Response::Value(v),
