@@ -15,6 +15,11 @@ pub const MESH_QUEUE_DEPTH: usize = 1024;
 /// How often a core checks the process-wide shutdown flag.
 pub const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
 
+/// How often a started core checks whether every core has opened its engine, and a
+/// drained one whether every core has drained (both wait on other threads).
+pub const OPEN_POLL: Duration = Duration::from_millis(2);
+pub const DRAIN_POLL: Duration = Duration::from_millis(5);
+
 /// With `--sync=none`, how often each core fsyncs its log.
 pub const SYNC_NONE_INTERVAL: Duration = Duration::from_millis(10);
 

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod error;
 pub mod exec;
+pub mod failure;
 pub mod locks;
 pub mod meta;
 pub mod node;

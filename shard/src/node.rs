@@ -2,22 +2,23 @@
 //! between them, and the per-core context that services use.
 
 use crate::config::{
-    IO_MEMORY_PER_SHARD, MEMLOCK_MARGIN_BYTES, MESH_QUEUE_DEPTH, NodeConfig, SHUTDOWN_POLL,
-    SYNC_NONE_INTERVAL, SyncMode,
+    DRAIN_POLL, IO_MEMORY_PER_SHARD, MEMLOCK_MARGIN_BYTES, MESH_QUEUE_DEPTH, NodeConfig, OPEN_POLL,
+    SHUTDOWN_POLL, SYNC_NONE_INTERVAL, SyncMode,
 };
 use crate::error::ShardError;
 use crate::exec::ShardCore;
+use crate::failure;
 use crate::meta;
 use crate::ops::{BatchOp, BatchResult, ShardOp, ShardReply, ShardResult};
 use crate::routing::PartitionMap;
 use crate::shutdown::Shutdown;
 use crate::stats::{ShardStatsSnapshot, node_json};
+use event_listener::Event;
 use futures_lite::future;
-use glommio::channels::channel_mesh::{MeshBuilder, Senders};
+use glommio::channels::channel_mesh::{MeshBuilder, Receivers, Senders};
 use glommio::{Latency, Placement, Shares};
 use nextdb_engine::db::Db;
 use nextdb_engine::fs::glommio_fs::DmaFs;
-use nextdb_engine::sync::Notify;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -42,7 +43,8 @@ pub struct ShardContext {
     /// shard id → mesh peer index (join order decides peer indexes).
     peers: Arc<Vec<AtomicUsize>>,
     shutdown: Arc<Shutdown>,
-    stop_local: Notify,
+    /// Notified (on this core) once shutdown begins.
+    stop_local: Rc<Event>,
 }
 
 impl ShardContext {
@@ -54,7 +56,8 @@ impl ShardContext {
     /// Completes once shutdown begins (noticed by this core).
     pub async fn stopped(&self) {
         loop {
-            let w = self.stop_local.wait();
+            // Listening before checking: a notification in between is not lost.
+            let w = self.stop_local.listen();
             if self.is_stopping() {
                 return;
             }
@@ -294,8 +297,9 @@ pub enum NodeError {
     Executor { shard: usize, why: String },
     #[error("shard {shard} failed: {why}")]
     Shard { shard: usize, why: String },
+    /// Why the node stopped: a service, or a core that failed or panicked.
     #[error("{0}")]
-    Service(String),
+    Failed(String),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -351,6 +355,7 @@ impl Node {
         S: Fn(Rc<ShardContext>) -> Fut + Send + Sync + Clone + 'static,
         Fut: Future<Output = ()> + 'static,
     {
+        failure::install_panic_hook();
         let shards = cfg.shards;
         meta::check_or_create(&cfg.data_dir, shards).map_err(NodeError::DataDir)?;
         let mesh = MeshBuilder::<Envelope, _>::full(shards, MESH_QUEUE_DEPTH);
@@ -364,7 +369,7 @@ impl Node {
             } else {
                 Placement::Unbound
             };
-            let (cfg, mesh, peers, shutdown, service) = (
+            let (cfg, mesh, peers, sd, service) = (
                 cfg.clone(),
                 mesh.clone(),
                 peers.clone(),
@@ -374,41 +379,57 @@ impl Node {
             let h = nextdb_engine::runtime::executor_builder(placement)
                 .name(&format!("nextdb-shard-{id}"))
                 .spawn(move || async move {
-                    run_shard(id, cfg, mesh, peers, shutdown.clone(), service)
+                    run_shard(id, cfg, mesh, peers, sd.clone(), service)
                         .await
-                        .inspect_err(|_| shutdown.fail())
+                        .inspect_err(|_| sd.fail())
                 })
-                .map_err(|e| NodeError::Executor {
-                    shard: id,
-                    why: e.to_string(),
+                .map_err(|e| {
+                    // The cores already started wait at the mesh barrier; the
+                    // process exits with this error.
+                    shutdown.fail();
+                    NodeError::Executor {
+                        shard: id,
+                        why: e.to_string(),
+                    }
                 })?;
             handles.push(h);
         }
+        Self::join_cores(handles, &shutdown)
+    }
+
+    /// Waits for every core; the node's first recorded failure (a core that could
+    /// not start, a service, a panic) is the reason reported, else the first core
+    /// that ended badly.
+    fn join_cores(
+        handles: Vec<glommio::ExecutorJoinHandle<Result<(), String>>>,
+        shutdown: &Shutdown,
+    ) -> Result<(), NodeError> {
         let mut first_err = None;
         for (id, h) in handles.into_iter().enumerate() {
-            let r = match h.join() {
-                Ok(r) => r,
-                Err(e) => Err(format!("executor failed: {e}")),
-            };
+            let r = h
+                .join()
+                .unwrap_or_else(|e| Err(format!("executor failed: {e}")));
             if let Err(why) = r
                 && first_err.is_none()
             {
                 first_err = Some(NodeError::Shard { shard: id, why });
             }
         }
-        if first_err.is_none()
-            && let Some(why) = shutdown.failure()
-        {
-            first_err = Some(NodeError::Service(why));
+        if let Some(why) = shutdown.failure() {
+            return Err(NodeError::Failed(why));
         }
         first_err.map_or(Ok(()), Err)
     }
 }
 
+type MeshJoin = MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>;
+
+/// One core's life: join the mesh, open the engine, serve, drain, close. Every exit
+/// path counts this core as drained, and a failure stops the whole node.
 async fn run_shard<S, Fut>(
     id: usize,
     cfg: NodeConfig,
-    mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
+    mesh: MeshJoin,
     peers: Arc<Vec<AtomicUsize>>,
     shutdown: Arc<Shutdown>,
     service: S,
@@ -417,36 +438,110 @@ where
     S: Fn(Rc<ShardContext>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let shards = cfg.shards;
+    failure::enter_core(id, shutdown.clone());
     // Joining is a barrier: every core gets here before any proceeds.
-    let (senders, receivers) = mesh
-        .join()
-        .await
-        .map_err(|_| "cannot join the channel mesh".to_string())?;
+    let Ok((senders, receivers)) = mesh.join().await else {
+        return Err(give_up(
+            id,
+            &shutdown,
+            "cannot join the channel mesh".into(),
+        ));
+    };
     peers[id].store(senders.peer_id(), Ordering::SeqCst);
-    let dir = cfg.data_dir.join(format!("shard-{id}"));
-    let opened = async {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        Db::open(DmaFs::new(), &dir, cfg.engine.clone())
-            .await
-            .map_err(|e| format!("cannot open the engine in {}: {e}", dir.display()))
-    }
-    .await;
-    let db = match opened {
+    let db = match open_engine(id, &cfg).await {
         Ok(db) => db,
-        Err(e) => {
-            shutdown.fail();
-            shutdown.mark_drained();
-            return Err(e);
+        Err(why) => return Err(give_up(id, &shutdown, why)),
+    };
+    let core = Rc::new(ShardCore::new(id, db.clone(), cfg.sync));
+    let served = match start_core(&cfg, &core, receivers, &shutdown) {
+        Ok(stop_local) => {
+            // Serve only once every core opened its engine (or one failed).
+            shutdown.mark_opened();
+            while shutdown.opened() < cfg.shards && !shutdown.is_stopping() {
+                glommio::timer::sleep(OPEN_POLL).await;
+            }
+            let ctx = Rc::new(ShardContext {
+                id,
+                shards: cfg.shards,
+                map: PartitionMap::even(cfg.shards),
+                core,
+                sync: cfg.sync,
+                mesh: senders,
+                peers,
+                shutdown: shutdown.clone(),
+                stop_local,
+            });
+            failure::inject_panic(id);
+            if !shutdown.is_stopping() {
+                service(ctx).await;
+            }
+            Ok(())
+        }
+        Err(why) => {
+            shutdown.fail_with(format!("shard {id}: {why}"));
+            Err(why)
         }
     };
-    nextdb_engine::runtime::spawn_background(&db).map_err(|e| e.to_string())?;
-    let core = Rc::new(ShardCore::new(id, db.clone(), cfg.sync));
+    // Drained: no connection of this core waits for anything. Other cores may still
+    // call into this engine until they drain too.
+    shutdown.mark_drained(id);
+    while shutdown.drained() < cfg.shards {
+        glommio::timer::sleep(DRAIN_POLL).await;
+    }
+    let closed = db
+        .close()
+        .await
+        .map_err(|e| format!("closing the engine failed: {e}"));
+    served.and(closed)
+}
 
-    // Requests from other cores: answered inline when they finish on the first poll
-    // (memtable or cached reads), else in their own task.
-    let mut receivers = receivers;
+/// A core that cannot start: the node stops, and this core counts as drained so the
+/// others close their engines instead of waiting for it.
+fn give_up(id: usize, shutdown: &Shutdown, why: String) -> String {
+    shutdown.fail_with(format!("shard {id}: {why}"));
+    shutdown.mark_drained(id);
+    why
+}
+
+async fn open_engine(id: usize, cfg: &NodeConfig) -> Result<Rc<Db<DmaFs>>, String> {
+    let dir = cfg.data_dir.join(format!("shard-{id}"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Db::open(DmaFs::new(), &dir, cfg.engine.clone())
+        .await
+        .map_err(|e| format!("cannot open the engine in {}: {e}", dir.display()))
+}
+
+/// Starts a core's background work (flush and compaction, requests from other
+/// cores, the shutdown watcher, the periodic sync). Returns what wakes this core's
+/// services at shutdown.
+fn start_core(
+    cfg: &NodeConfig,
+    core: &Rc<ShardCore<DmaFs>>,
+    receivers: Receivers<Envelope>,
+    shutdown: &Arc<Shutdown>,
+) -> Result<Rc<Event>, String> {
+    nextdb_engine::runtime::spawn_background(&core.db).map_err(|e| e.to_string())?;
+    answer_other_cores(core, receivers);
+    let stop_local = Rc::new(Event::new());
+    {
+        let (sd, n) = (shutdown.clone(), stop_local.clone());
+        glommio::spawn_local(async move {
+            while !sd.is_stopping() {
+                glommio::timer::sleep(SHUTDOWN_POLL).await;
+            }
+            n.notify(usize::MAX);
+        })
+        .detach();
+    }
+    if cfg.sync == SyncMode::None {
+        spawn_sync_tick(core.db.clone(), shutdown.clone())?;
+    }
+    Ok(stop_local)
+}
+
+/// Requests from other cores: answered inline when they finish on the first poll
+/// (memtable or cached reads), else in their own task.
+fn answer_other_cores(core: &Rc<ShardCore<DmaFs>>, mut receivers: Receivers<Envelope>) {
     for (_, stream) in receivers.streams() {
         let core = core.clone();
         glommio::spawn_local(async move {
@@ -473,67 +568,28 @@ where
         })
         .detach();
     }
-
-    // Wait until every core opened its engine (or one failed) before serving.
-    shutdown.mark_opened();
-    while shutdown.opened() < shards && !shutdown.is_stopping() {
-        glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
-    }
-
-    let stop_local = Notify::new();
-    {
-        let (sd, n) = (shutdown.clone(), stop_local.clone());
-        glommio::spawn_local(async move {
-            while !sd.is_stopping() {
-                glommio::timer::sleep(SHUTDOWN_POLL).await;
-            }
-            n.notify_all();
-        })
-        .detach();
-    }
-    if cfg.sync == SyncMode::None {
-        let (db, sd) = (db.clone(), shutdown.clone());
-        let tq = glommio::executor().create_task_queue(
-            Shares::Static(100),
-            Latency::NotImportant,
-            "nextdb-sync-tick",
-        );
-        glommio::spawn_local_into(
-            async move {
-                while !sd.is_stopping() {
-                    glommio::timer::sleep(SYNC_NONE_INTERVAL).await;
-                    if let Err(e) = db.sync_log().await {
-                        tracing::error!(error = %e, "periodic log sync failed");
-                    }
-                }
-            },
-            tq,
-        )
-        .map_err(|e| e.to_string())?
-        .detach();
-    }
-
-    let ctx = Rc::new(ShardContext {
-        id,
-        shards,
-        map: PartitionMap::even(shards),
-        core,
-        sync: cfg.sync,
-        mesh: senders,
-        peers,
-        shutdown: shutdown.clone(),
-        stop_local,
-    });
-    if !shutdown.is_stopping() {
-        service(ctx.clone()).await;
-    }
-    // Drained: no connection of this core waits for anything. Other cores may still
-    // call into this engine until they drain too.
-    shutdown.mark_drained();
-    while shutdown.drained() < shards {
-        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    let closed = db.close().await;
-    drop(ctx);
-    closed.map_err(|e| format!("closing the engine failed: {e}"))
 }
+
+/// With `--sync none`, fsyncs the log every `SYNC_NONE_INTERVAL`.
+fn spawn_sync_tick(db: Rc<Db<DmaFs>>, shutdown: Arc<Shutdown>) -> Result<(), String> {
+    let tq = glommio::executor().create_task_queue(
+        Shares::Static(100),
+        Latency::NotImportant,
+        "nextdb-sync-tick",
+    );
+    glommio::spawn_local_into(
+        async move {
+            while !shutdown.is_stopping() {
+                glommio::timer::sleep(SYNC_NONE_INTERVAL).await;
+                if let Err(e) = db.sync_log().await {
+                    tracing::error!(error = %e, "periodic log sync failed");
+                }
+            }
+        },
+        tq,
+    )
+    .map_err(|e| e.to_string())?
+    .detach();
+    Ok(())
+}
+
