@@ -39,6 +39,10 @@ pub const MAX_KV_KEY_BYTES: usize = nextdb_engine::config::MAX_KEY_BYTES - KV_PR
 /// Largest KV value: the engine's own limit (values are stored unprefixed).
 pub const MAX_KV_VALUE_BYTES: usize = nextdb_engine::config::MAX_VALUE_BYTES;
 
+/// What a scanned entry costs beyond its key and value bytes (its two buffers in
+/// memory), so a page of empty entries is bounded by bytes too.
+pub const SCAN_ENTRY_OVERHEAD_BYTES: usize = 2 * std::mem::size_of::<Vec<u8>>();
+
 /// When a PUT is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncMode {

@@ -15,6 +15,8 @@ pub enum ShardError {
     CrossPartition(usize),
     #[error("shard {0} is overloaded")]
     Busy(usize),
+    #[error("the response would exceed {0} bytes; split the request")]
+    ResponseTooLarge(usize),
     #[error("the node is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -29,6 +31,7 @@ impl ShardError {
             ShardError::NotAnInteger => ErrorCode::NotAnInteger,
             ShardError::CrossPartition(_) => ErrorCode::CrossPartition,
             ShardError::Busy(_) => ErrorCode::Busy,
+            ShardError::ResponseTooLarge(_) => ErrorCode::ResponseTooLarge,
             ShardError::ShuttingDown => ErrorCode::ShuttingDown,
             ShardError::Internal(_) => ErrorCode::Internal,
         }

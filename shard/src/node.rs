@@ -9,7 +9,7 @@ use crate::error::ShardError;
 use crate::exec::ShardCore;
 use crate::failure;
 use crate::meta;
-use crate::ops::{BatchOp, BatchResult, ShardOp, ShardReply, ShardResult};
+use crate::ops::{BatchOp, BatchResult, ResponseBudget, ShardOp, ShardReply, ShardResult};
 use crate::routing::PartitionMap;
 use crate::shutdown::Shutdown;
 use crate::stats::{ShardStatsSnapshot, node_json};
@@ -110,116 +110,85 @@ impl ShardContext {
     }
 
     /// Up to `limit` entries of `[start, end)` in key order across every shard, and
-    /// the key to resume after (None: the range is exhausted).
+    /// the key to resume after (None: the range is exhausted). Each shard gets an
+    /// equal share of `max_bytes`, so the gathered page never holds more than it,
+    /// except a page of one entry that alone exceeds its share.
     pub async fn scan(
         &self,
         start: Vec<u8>,
         end: Option<Vec<u8>>,
         limit: usize,
         max_bytes: usize,
-    ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>), ShardError> {
-        let calls = (0..self.shards).map(|s| {
-            self.call(
-                s,
-                ShardOp::Scan {
-                    start: start.clone(),
-                    end: end.clone(),
-                    limit,
-                    max_bytes,
-                },
-            )
-        });
-        let replies = join_all(calls.collect()).await;
-        let mut merged = Vec::new();
-        // A shard that stopped early may hold keys after its last one: the page must
-        // end at the smallest such last key, or the next page would skip them.
-        let mut cut: Option<Vec<u8>> = None;
-        for r in replies {
-            match r? {
-                ShardResult::Entries { entries, more } => {
-                    if more
-                        && let Some((last, _)) = entries.last()
-                        && cut.as_ref().is_none_or(|c| last < c)
-                    {
-                        cut = Some(last.clone());
-                    }
-                    merged.extend(entries);
-                }
-                _ => {
-                    return Err(ShardError::Internal(
-                        "scan answered with another result".into(),
-                    ));
-                }
-            }
+    ) -> Result<ScanPage, ShardError> {
+        let share = (max_bytes / self.shards).max(1);
+        let calls = (0..self.shards)
+            .map(|s| {
+                let (start, end) = (start.clone(), end.clone());
+                self.call(
+                    s,
+                    ShardOp::Scan {
+                        start,
+                        end,
+                        limit,
+                        max_bytes: share,
+                    },
+                )
+            })
+            .collect();
+        let mut pages = Vec::with_capacity(self.shards);
+        for r in join_all(calls).await {
+            pages.push(entries_of(r?)?);
         }
-        merged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut truncated = cut.is_some();
-        if let Some(c) = &cut {
-            merged.retain(|(k, _)| k <= c);
+        let page = merge_scan_pages(pages, limit);
+        match (&page.entries[..], &page.resume) {
+            // Every shard's next entry is larger than its share: send it alone.
+            ([], Some(big)) => self.scan_one(big.clone(), end).await,
+            _ => Ok(page),
         }
-        let mut bytes = 0usize;
-        let mut keep = 0usize;
-        for (k, v) in &merged {
-            if keep >= limit || (keep > 0 && bytes + k.len() + v.len() > max_bytes) {
-                break;
-            }
-            bytes += k.len() + v.len();
-            keep += 1;
-        }
-        if keep < merged.len() {
-            truncated = true;
-            merged.truncate(keep);
-        }
-        let resume = if truncated {
-            merged.last().map(|(k, _)| k.clone())
-        } else {
-            None
+    }
+
+    /// The first entry at or after `key` on its owner, whatever its size.
+    async fn scan_one(&self, key: Vec<u8>, end: Option<Vec<u8>>) -> Result<ScanPage, ShardError> {
+        let shard = self.map.shard_of(&key);
+        let op = ShardOp::Scan {
+            start: key,
+            end,
+            limit: 1,
+            max_bytes: usize::MAX,
         };
-        Ok((merged, resume))
+        let (entries, _) = entries_of(self.call(shard, op).await?)?;
+        let resume = entries.last().map(|(k, _)| k.clone());
+        Ok(ScanPage { entries, resume })
     }
 
     /// A batch. Atomic batches must stay in one partition; others are split by owner,
     /// run on every owner concurrently (each part atomic on its shard) and gathered in
-    /// request order.
+    /// request order. Every part's GETs charge the one `budget`.
     pub async fn batch(
         &self,
         atomic: bool,
         ops: Vec<BatchOp>,
+        budget: ResponseBudget,
     ) -> Result<Vec<BatchResult>, ShardError> {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
-        let mut parts: Vec<(usize, Vec<usize>, Vec<BatchOp>)> = Vec::new();
-        for (i, op) in ops.into_iter().enumerate() {
-            let s = self.map.shard_of(op.key());
-            match parts.iter_mut().find(|p| p.0 == s) {
-                Some(p) => {
-                    p.1.push(i);
-                    p.2.push(op);
-                }
-                None => parts.push((s, vec![i], vec![op])),
-            }
-        }
+        let total = ops.len();
+        let parts = self.split_by_shard(ops);
         if atomic {
-            let mut partitions: Vec<u32> = Vec::new();
-            for p in &parts {
-                for op in &p.2 {
-                    let id = self.map.partition_of(op.key()).id;
-                    if !partitions.contains(&id) {
-                        partitions.push(id);
-                    }
-                }
-            }
-            if partitions.len() > 1 {
-                return Err(ShardError::CrossPartition(partitions.len()));
-            }
+            self.check_one_partition(&parts)?;
         }
-        let total: usize = parts.iter().map(|p| p.1.len()).sum();
         let mut indexes = Vec::with_capacity(parts.len());
         let mut calls = Vec::with_capacity(parts.len());
-        for (s, idx, ops) in parts {
+        for BatchPart {
+            shard,
+            indexes: idx,
+            ops,
+        } in parts
+        {
             indexes.push(idx);
-            calls.push(self.call(s, ShardOp::Batch { ops }));
+            let budget = budget.clone();
+            calls.push(self.call(shard, ShardOp::Batch { ops, budget }));
         }
         let replies = join_all(calls).await;
         let mut out: Vec<Option<BatchResult>> = (0..total).map(|_| None).collect();
@@ -242,6 +211,40 @@ impl ShardContext {
             .collect()
     }
 
+    /// The batch's operations grouped by owning shard, with their request positions.
+    fn split_by_shard(&self, ops: Vec<BatchOp>) -> Vec<BatchPart> {
+        let mut parts: Vec<BatchPart> = Vec::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            let shard = self.map.shard_of(op.key());
+            match parts.iter_mut().find(|p| p.shard == shard) {
+                Some(p) => {
+                    p.indexes.push(i);
+                    p.ops.push(op);
+                }
+                None => parts.push(BatchPart {
+                    shard,
+                    indexes: vec![i],
+                    ops: vec![op],
+                }),
+            }
+        }
+        parts
+    }
+
+    fn check_one_partition(&self, parts: &[BatchPart]) -> Result<(), ShardError> {
+        let mut partitions: Vec<u32> = Vec::new();
+        for op in parts.iter().flat_map(|p| &p.ops) {
+            let id = self.map.partition_of(op.key()).id;
+            if !partitions.contains(&id) {
+                partitions.push(id);
+            }
+        }
+        if partitions.len() > 1 {
+            return Err(ShardError::CrossPartition(partitions.len()));
+        }
+        Ok(())
+    }
+
     /// The STATS document of the whole node.
     pub async fn stats_json(&self) -> Result<String, ShardError> {
         let calls = (0..self.shards)
@@ -260,6 +263,55 @@ impl ShardContext {
         }
         Ok(node_json(&snaps, &self.sync.to_string()).to_string())
     }
+}
+
+/// One page of a SCAN: entries in key order, and the key to resume after.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// None: the range is exhausted.
+    pub resume: Option<Vec<u8>>,
+}
+
+/// The operations of a batch that one shard runs, and their request positions.
+struct BatchPart {
+    shard: usize,
+    indexes: Vec<usize>,
+    ops: Vec<BatchOp>,
+}
+
+type ShardPage = (Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>);
+
+fn entries_of(r: ShardResult) -> Result<ShardPage, ShardError> {
+    match r {
+        ShardResult::Entries { entries, next } => Ok((entries, next)),
+        _ => Err(ShardError::Internal(
+            "scan answered with another result".into(),
+        )),
+    }
+}
+
+/// Merges the shards' pages of one SCAN. A shard that stopped early may hold keys
+/// from its `next` on, so the page ends before the smallest such key (or the next
+/// page would skip them), and then after `limit` entries. `resume` is the last key
+/// kept when anything was cut; with nothing kept it is the cut itself (the caller
+/// fetches that entry alone).
+pub fn merge_scan_pages(pages: Vec<ShardPage>, limit: usize) -> ScanPage {
+    let cut = pages.iter().filter_map(|(_, next)| next.clone()).min();
+    let mut entries: Vec<(Vec<u8>, Vec<u8>)> = pages
+        .into_iter()
+        .flat_map(|(entries, _)| entries)
+        .filter(|(k, _)| cut.as_ref().is_none_or(|c| k < c))
+        .collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let truncated = entries.len() > limit;
+    entries.truncate(limit);
+    let resume = match entries.last() {
+        Some((last, _)) if truncated || cut.is_some() => Some(last.clone()),
+        Some(_) => None,
+        None => cut,
+    };
+    ScanPage { entries, resume }
 }
 
 /// Polls every future until all complete; results in input order.
@@ -593,3 +645,40 @@ fn spawn_sync_tick(db: Rc<Db<DmaFs>>, shutdown: Arc<Shutdown>) -> Result<(), Str
     Ok(())
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(k: &str) -> (Vec<u8>, Vec<u8>) {
+        (k.as_bytes().to_vec(), b"v".to_vec())
+    }
+
+    fn page(keys: &[&str], next: Option<&str>) -> ShardPage {
+        (
+            keys.iter().map(|k| kv(k)).collect(),
+            next.map(|n| n.as_bytes().to_vec()),
+        )
+    }
+
+    #[test]
+    fn merged_pages_end_before_the_first_key_a_shard_held_back() {
+        let p = merge_scan_pages(
+            vec![page(&["a", "d"], Some("e")), page(&["b", "f"], None)],
+            10,
+        );
+        assert_eq!(p.entries, vec![kv("a"), kv("b"), kv("d")]);
+        assert_eq!(p.resume, Some(b"d".to_vec()));
+
+        let p = merge_scan_pages(vec![page(&["a"], None), page(&["b"], None)], 10);
+        assert_eq!((p.entries.len(), p.resume), (2, None));
+
+        let p = merge_scan_pages(vec![page(&["a", "c"], None), page(&["b"], None)], 2);
+        assert_eq!(p.entries, vec![kv("a"), kv("b")]);
+        assert_eq!(p.resume, Some(b"b".to_vec()));
+
+        // Nothing fits any share: the page is empty and names the entry to send alone.
+        let p = merge_scan_pages(vec![page(&[], Some("k")), page(&[], Some("j"))], 10);
+        assert_eq!(p.entries, vec![]);
+        assert_eq!(p.resume, Some(b"j".to_vec()));
+    }
+}

@@ -10,6 +10,10 @@ pub const MAGIC: [u8; 4] = *b"NXDB";
 
 /// Largest frame (header after the length field, plus body) either side accepts.
 pub const MAX_FRAME_BYTES: usize = 32 << 20;
+/// Largest response the server builds, counted as its encoded body; a request whose
+/// answer would be larger (a BATCH of many large GETs) is refused with
+/// RESPONSE_TOO_LARGE. Below the frame limit by more than a header.
+pub const MAX_RESPONSE_BYTES: usize = MAX_FRAME_BYTES - 64;
 
 /// Largest key: the node's KV key limit (`nextdb_shard::config::MAX_KV_KEY_BYTES`,
 /// the storage engine's 64 KiB less the shard's one-byte namespace prefix). This

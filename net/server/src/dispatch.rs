@@ -1,10 +1,10 @@
 //! Turns an authenticated request into shard operations and their answer.
 
 use crate::handshake::Session;
-use nextdb_proto::limits::{MAX_KEY_BYTES, MAX_SCAN_BYTES};
+use nextdb_proto::limits::{MAX_KEY_BYTES, MAX_RESPONSE_BYTES, MAX_SCAN_BYTES};
 use nextdb_proto::message::op;
 use nextdb_proto::{ErrorCode, Request, Response};
-use nextdb_shard::ops::{ShardOp, ShardResult};
+use nextdb_shard::ops::{ResponseBudget, ShardOp, ShardResult};
 use nextdb_shard::{ShardContext, ShardError};
 use std::rc::Rc;
 
@@ -85,9 +85,10 @@ pub async fn execute(ctx: Rc<ShardContext>, _session: &Session, req: Request) ->
                 };
             }
             match ctx.scan(start, end, limit as usize, MAX_SCAN_BYTES).await {
-                Ok((entries, resume)) => Response::Scan {
-                    entries,
-                    token: resume
+                Ok(page) => Response::Scan {
+                    entries: page.entries,
+                    token: page
+                        .resume
                         .map(|k| {
                             let mut t = Vec::with_capacity(k.len() + 1);
                             t.push(TOKEN_V1);
@@ -99,10 +100,13 @@ pub async fn execute(ctx: Rc<ShardContext>, _session: &Session, req: Request) ->
                 Err(e) => shard_error(e),
             }
         }
-        Request::Batch { atomic, ops } => match ctx.batch(atomic, ops).await {
-            Ok(r) => Response::Batch(r),
-            Err(e) => shard_error(e),
-        },
+        Request::Batch { atomic, ops } => {
+            let budget = batch_budget(ops.len());
+            match ctx.batch(atomic, ops, budget).await {
+                Ok(r) => Response::Batch(r),
+                Err(e) => shard_error(e),
+            }
+        }
         Request::Cas {
             key,
             expected,
@@ -146,6 +150,18 @@ pub async fn execute(ctx: Rc<ShardContext>, _session: &Session, req: Request) ->
             "HELLO and AUTH are only valid while the session starts",
         ),
     }
+}
+
+/// Bytes of a BATCH response besides its values: the count, and per result its
+/// kind, option flag and length (`docs/protocol.md`).
+const BATCH_RESPONSE_FIXED_BYTES: usize = 4;
+const BATCH_RESULT_OVERHEAD_BYTES: usize = 1 + 1 + 4;
+
+/// The value bytes a BATCH of `ops` operations may read: what is left of
+/// `MAX_RESPONSE_BYTES` once every result's framing is counted.
+fn batch_budget(ops: usize) -> ResponseBudget {
+    let framing = BATCH_RESPONSE_FIXED_BYTES + ops * BATCH_RESULT_OVERHEAD_BYTES;
+    ResponseBudget::new(MAX_RESPONSE_BYTES.saturating_sub(framing))
 }
 
 fn done(r: Result<ShardResult, ShardError>) -> Response {
