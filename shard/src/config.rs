@@ -12,6 +12,13 @@ pub const SLOTS: u32 = 16384;
 /// sender wait, which stops its connection from reading more requests.
 pub const MESH_QUEUE_DEPTH: usize = 1024;
 
+/// Requests one core executes at once (its own connections' and other cores'); beyond
+/// it the core answers BUSY. Each holds at most one request's buffers (a value of up
+/// to 16 MiB, a BATCH answer of up to 32 MiB), so this bounds a core's request memory.
+pub const MAX_REQUESTS_IN_FLIGHT_PER_CORE: usize = 1024;
+/// How long a request may run on its core before it is answered TIMEOUT.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often a core checks the process-wide shutdown flag.
 pub const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
 
@@ -83,6 +90,10 @@ pub struct NodeConfig {
     pub engine: EngineConfig,
     /// Pin shard i to CPU i (false: let the kernel place threads; tests on busy hosts).
     pub pin_cores: bool,
+    /// Requests each core executes at once before answering BUSY.
+    pub max_requests_in_flight: usize,
+    /// Deadline of a request on its core.
+    pub request_timeout: Duration,
 }
 
 impl NodeConfig {
@@ -93,6 +104,8 @@ impl NodeConfig {
             sync: SyncMode::Fsync,
             engine: EngineConfig::default(),
             pin_cores: true,
+            max_requests_in_flight: MAX_REQUESTS_IN_FLIGHT_PER_CORE,
+            request_timeout: REQUEST_TIMEOUT,
         }
     }
 }

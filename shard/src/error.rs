@@ -17,6 +17,8 @@ pub enum ShardError {
     Busy(usize),
     #[error("the response would exceed {0} bytes; split the request")]
     ResponseTooLarge(usize),
+    #[error("the request did not finish within {0} ms (a write may still apply)")]
+    Timeout(u64),
     #[error("the node is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -32,6 +34,7 @@ impl ShardError {
             ShardError::CrossPartition(_) => ErrorCode::CrossPartition,
             ShardError::Busy(_) => ErrorCode::Busy,
             ShardError::ResponseTooLarge(_) => ErrorCode::ResponseTooLarge,
+            ShardError::Timeout(_) => ErrorCode::Timeout,
             ShardError::ShuttingDown => ErrorCode::ShuttingDown,
             ShardError::Internal(_) => ErrorCode::Internal,
         }

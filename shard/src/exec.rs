@@ -4,6 +4,7 @@
 //! `KV_NAMESPACE` here, so the node's own records and (later) SQL tables can share the
 //! engine without colliding.
 
+use crate::admission::Admission;
 use crate::config::{KV_NAMESPACE, KV_PREFIX_BYTES, SCAN_ENTRY_OVERHEAD_BYTES, SyncMode};
 use crate::error::ShardError;
 use crate::locks::KeyLocks;
@@ -11,6 +12,8 @@ use crate::ops::{
     BatchOp, BatchResult, ResponseBudget, ShardOp, ShardReply, ShardResult, TtlState,
 };
 use crate::stats::{ShardStatsSnapshot, Stats, engine_json};
+use futures_lite::FutureExt;
+use futures_lite::future;
 use nextdb_engine::batch::WriteBatch;
 use nextdb_engine::db::{Db, WriteOptions};
 use nextdb_engine::fs::FileSystem;
@@ -24,6 +27,7 @@ pub struct ShardCore<F: FileSystem> {
     pub db: Rc<Db<F>>,
     pub sync: SyncMode,
     locks: KeyLocks,
+    admission: Admission,
     pub stats: RefCell<Stats>,
 }
 
@@ -48,14 +52,59 @@ fn expiry(ttl_ms: Option<u64>) -> Option<u64> {
 }
 
 impl<F: FileSystem> ShardCore<F> {
-    pub fn new(id: usize, db: Rc<Db<F>>, sync: SyncMode) -> ShardCore<F> {
+    pub fn new(id: usize, db: Rc<Db<F>>, sync: SyncMode, admission: Admission) -> ShardCore<F> {
         ShardCore {
             id,
             db,
             sync,
             locks: KeyLocks::default(),
+            admission,
             stats: RefCell::new(Stats::default()),
         }
+    }
+
+    /// Runs `op` under this core's admission control (`admission.rs`): BUSY when the
+    /// core is full, TIMEOUT past the deadline. STATS is always admitted, so an
+    /// operator can look at an overloaded node.
+    pub async fn run(self: Rc<Self>, op: ShardOp) -> ShardReply {
+        if matches!(op, ShardOp::Stats) {
+            return self.execute(op).await;
+        }
+        let permit = self.admission.admit(self.id)?;
+        let timeout = self.admission.timeout();
+        let timed_out = || ShardError::Timeout(timeout.as_millis() as u64);
+        if !op.writes() {
+            let deadline = async {
+                glommio::timer::sleep(timeout).await;
+                Err(timed_out())
+            };
+            let r = self.execute(op).or(deadline).await;
+            drop(permit);
+            return r;
+        }
+        let core = self.clone();
+        let mut write = Box::pin(async move { core.execute(op).await });
+        if let Some(r) = future::poll_once(&mut write).await {
+            return r;
+        }
+        // Started: it finishes in its own task, whether or not anyone still waits.
+        let (tx, rx) = flume::bounded(1);
+        glommio::spawn_local(async move {
+            let r = write.await;
+            drop(permit);
+            let _ = tx.try_send(r);
+        })
+        .detach();
+        let answer = async {
+            rx.recv_async()
+                .await
+                .unwrap_or(Err(ShardError::ShuttingDown))
+        };
+        let deadline = async {
+            glommio::timer::sleep(timeout).await;
+            Err(timed_out())
+        };
+        answer.or(deadline).await
     }
 
     fn wopts(&self) -> WriteOptions {
@@ -266,7 +315,8 @@ mod tests {
             let db = Db::open(DmaFs::new(), dir.path(), Default::default())
                 .await
                 .unwrap();
-            let core = ShardCore::new(0, db.clone(), SyncMode::None);
+            let admission = Admission::new(8, std::time::Duration::from_secs(10));
+            let core = ShardCore::new(0, db.clone(), SyncMode::None, admission);
             for i in 0..20u8 {
                 let put = ShardOp::Put {
                     key: vec![b'k', i],

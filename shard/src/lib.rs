@@ -4,6 +4,7 @@
 //! one. Services (the native protocol server, later pgwire) run on every core and call
 //! [`ShardContext::call`], which executes locally or sends the operation to the owner.
 
+pub mod admission;
 pub mod config;
 pub mod error;
 pub mod exec;

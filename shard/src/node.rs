@@ -1,6 +1,7 @@
 //! Starting and stopping a node: one executor thread per shard, the channel mesh
 //! between them, and the per-core context that services use.
 
+use crate::admission::Admission;
 use crate::config::{
     DRAIN_POLL, IO_MEMORY_PER_SHARD, MEMLOCK_MARGIN_BYTES, MESH_QUEUE_DEPTH, NodeConfig, OPEN_POLL,
     SHUTDOWN_POLL, SYNC_NONE_INTERVAL, SyncMode,
@@ -82,7 +83,7 @@ impl ShardContext {
     /// Runs `op` on `shard`: directly when it is this core, else through the mesh.
     pub async fn call(&self, shard: usize, op: ShardOp) -> ShardReply {
         if shard == self.id {
-            return self.core.execute(op).await;
+            return self.core.clone().run(op).await;
         }
         let (tx, rx) = flume::bounded(1);
         let peer = self.peers[shard].load(Ordering::Relaxed);
@@ -504,7 +505,8 @@ where
         Ok(db) => db,
         Err(why) => return Err(give_up(id, &shutdown, why)),
     };
-    let core = Rc::new(ShardCore::new(id, db.clone(), cfg.sync));
+    let admission = Admission::new(cfg.max_requests_in_flight, cfg.request_timeout);
+    let core = Rc::new(ShardCore::new(id, db.clone(), cfg.sync, admission));
     let served = match start_core(&cfg, &core, receivers, &shutdown) {
         Ok(stop_local) => {
             // Serve only once every core opened its engine (or one failed).
@@ -592,7 +594,8 @@ fn start_core(
 }
 
 /// Requests from other cores: answered inline when they finish on the first poll
-/// (memtable or cached reads), else in their own task.
+/// (memtable or cached reads, or BUSY), else in their own task; admission control
+/// bounds how many such tasks exist.
 fn answer_other_cores(core: &Rc<ShardCore<DmaFs>>, mut receivers: Receivers<Envelope>) {
     for (_, stream) in receivers.streams() {
         let core = core.clone();
@@ -600,10 +603,7 @@ fn answer_other_cores(core: &Rc<ShardCore<DmaFs>>, mut receivers: Receivers<Enve
             while let Some(env) = stream.recv().await {
                 core.stats.borrow_mut().cross_core_received += 1;
                 let Envelope { op, reply } = env;
-                let mut fut = Box::pin({
-                    let core = core.clone();
-                    async move { core.execute(op).await }
-                });
+                let mut fut = Box::pin(core.clone().run(op));
                 match future::poll_once(&mut fut).await {
                     Some(r) => {
                         let _ = reply.try_send(r);

@@ -57,6 +57,21 @@ pub enum ShardOp {
 }
 
 impl ShardOp {
+    /// Whether the operation may write: once started it must run to completion.
+    pub fn writes(&self) -> bool {
+        match self {
+            ShardOp::Put { .. }
+            | ShardOp::Delete { .. }
+            | ShardOp::Batch { .. }
+            | ShardOp::Cas { .. }
+            | ShardOp::Incr { .. }
+            | ShardOp::Expire { .. } => true,
+            ShardOp::Get { .. } | ShardOp::Scan { .. } | ShardOp::Ttl { .. } | ShardOp::Stats => {
+                false
+            }
+        }
+    }
+
     /// The key that routes a single-key operation (None: multi-key or node-wide).
     pub fn routing_key(&self) -> Option<&[u8]> {
         match self {
