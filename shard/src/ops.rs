@@ -5,9 +5,49 @@
 
 use crate::error::ShardError;
 use crate::stats::ShardStatsSnapshot;
-pub use nextdb_proto::message::{BatchOp, BatchResult, TtlState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// One operation of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOp {
+    Get {
+        key: Vec<u8>,
+    },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+}
+
+impl BatchOp {
+    pub fn key(&self) -> &[u8] {
+        match self {
+            BatchOp::Get { key } | BatchOp::Put { key, .. } | BatchOp::Delete { key } => key,
+        }
+    }
+}
+
+/// The result of one batch operation, in request order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchResult {
+    /// A GET's value (None: absent).
+    Value(Option<Vec<u8>>),
+    /// A PUT or DELETE applied.
+    Done,
+}
+
+/// A key's time to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlState {
+    Missing,
+    Persistent,
+    ExpiresIn(u64),
+}
 
 #[derive(Debug, Clone)]
 pub enum ShardOp {
