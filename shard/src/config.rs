@@ -12,8 +12,23 @@ pub const SLOTS: u32 = 16384;
 /// sender wait, which stops its connection from reading more requests.
 pub const MESH_QUEUE_DEPTH: usize = 1024;
 
+/// Requests one core executes at once (its own connections' and those routed to it
+/// from other cores); beyond it the core answers BUSY. Only requests that did not
+/// finish on their first poll hold a slot (writes waiting for their group commit,
+/// reads waiting for I/O), so this bounds a core's tasks and the request buffers they
+/// pin. Above what the benchmarks' loads keep waiting per core (8 connections x 128
+/// pipelined writes over the cores), so a healthy node never answers BUSY.
+pub const MAX_REQUESTS_IN_FLIGHT_PER_CORE: usize = 4096;
+/// How long a request may run on its core before it is answered TIMEOUT.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often a core checks the process-wide shutdown flag.
 pub const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
+
+/// How often a started core checks whether every core has opened its engine, and a
+/// drained one whether every core has drained (both wait on other threads).
+pub const OPEN_POLL: Duration = Duration::from_millis(2);
+pub const DRAIN_POLL: Duration = Duration::from_millis(5);
 
 /// With `--sync=none`, how often each core fsyncs its log.
 pub const SYNC_NONE_INTERVAL: Duration = Duration::from_millis(10);
@@ -26,6 +41,17 @@ pub const MEMLOCK_MARGIN_BYTES: u64 = 1 << 20;
 /// The user-key namespace byte of the key-value API inside each engine. 0x00 is kept
 /// for the node's own records; SQL tables get their own prefixes later.
 pub const KV_NAMESPACE: u8 = 0x01;
+/// Bytes the shard puts before every KV key before it reaches the engine.
+pub const KV_PREFIX_BYTES: usize = 1;
+/// Largest KV key: the engine's key limit less the namespace prefix. The native
+/// protocol's `MAX_KEY_BYTES` must equal it (the server asserts so at compile time).
+pub const MAX_KV_KEY_BYTES: usize = nextdb_engine::config::MAX_KEY_BYTES - KV_PREFIX_BYTES;
+/// Largest KV value: the engine's own limit (values are stored unprefixed).
+pub const MAX_KV_VALUE_BYTES: usize = nextdb_engine::config::MAX_VALUE_BYTES;
+
+/// What a scanned entry costs beyond its key and value bytes (its two buffers in
+/// memory), so a page of empty entries is bounded by bytes too.
+pub const SCAN_ENTRY_OVERHEAD_BYTES: usize = 2 * std::mem::size_of::<Vec<u8>>();
 
 /// When a PUT is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +93,10 @@ pub struct NodeConfig {
     pub engine: EngineConfig,
     /// Pin shard i to CPU i (false: let the kernel place threads; tests on busy hosts).
     pub pin_cores: bool,
+    /// Requests each core executes at once before answering BUSY.
+    pub max_requests_in_flight: usize,
+    /// Deadline of a request on its core.
+    pub request_timeout: Duration,
 }
 
 impl NodeConfig {
@@ -77,6 +107,8 @@ impl NodeConfig {
             sync: SyncMode::Fsync,
             engine: EngineConfig::default(),
             pin_cores: true,
+            max_requests_in_flight: MAX_REQUESTS_IN_FLIGHT_PER_CORE,
+            request_timeout: REQUEST_TIMEOUT,
         }
     }
 }

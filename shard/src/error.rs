@@ -1,6 +1,6 @@
-//! Errors of shard operations. Each maps to one stable protocol error code.
+//! Errors of shard operations. The native protocol server maps each to one stable
+//! error code (`nextdb_net::dispatch::error_code`).
 
-use nextdb_proto::ErrorCode;
 use thiserror::Error;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -15,24 +15,14 @@ pub enum ShardError {
     CrossPartition(usize),
     #[error("shard {0} is overloaded")]
     Busy(usize),
+    #[error("the response would exceed {0} bytes; split the request")]
+    ResponseTooLarge(usize),
+    #[error("the request did not finish within {0} ms (a write may still apply)")]
+    Timeout(u64),
     #[error("the node is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-impl ShardError {
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            ShardError::Storage(_) => ErrorCode::Storage,
-            ShardError::InvalidArgument(_) => ErrorCode::InvalidArgument,
-            ShardError::NotAnInteger => ErrorCode::NotAnInteger,
-            ShardError::CrossPartition(_) => ErrorCode::CrossPartition,
-            ShardError::Busy(_) => ErrorCode::Busy,
-            ShardError::ShuttingDown => ErrorCode::ShuttingDown,
-            ShardError::Internal(_) => ErrorCode::Internal,
-        }
-    }
 }
 
 impl From<nextdb_engine::Error> for ShardError {

@@ -4,11 +4,16 @@
 //! `KV_NAMESPACE` here, so the node's own records and (later) SQL tables can share the
 //! engine without colliding.
 
-use crate::config::{KV_NAMESPACE, SyncMode};
+use crate::admission::Admission;
+use crate::config::{KV_NAMESPACE, KV_PREFIX_BYTES, SCAN_ENTRY_OVERHEAD_BYTES, SyncMode};
 use crate::error::ShardError;
 use crate::locks::KeyLocks;
-use crate::ops::{BatchOp, BatchResult, ShardOp, ShardReply, ShardResult, TtlState};
+use crate::ops::{
+    BatchOp, BatchResult, ResponseBudget, ShardOp, ShardReply, ShardResult, TtlState,
+};
 use crate::stats::{ShardStatsSnapshot, Stats, engine_json};
+use futures_lite::FutureExt;
+use futures_lite::future;
 use nextdb_engine::batch::WriteBatch;
 use nextdb_engine::db::{Db, WriteOptions};
 use nextdb_engine::fs::FileSystem;
@@ -22,13 +27,14 @@ pub struct ShardCore<F: FileSystem> {
     pub db: Rc<Db<F>>,
     pub sync: SyncMode,
     locks: KeyLocks,
+    admission: Admission,
     pub stats: RefCell<Stats>,
 }
 
 /// The engine key of a user key.
 #[inline]
 fn ekey(key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.len() + 1);
+    let mut k = Vec::with_capacity(key.len() + KV_PREFIX_BYTES);
     k.push(KV_NAMESPACE);
     k.extend_from_slice(key);
     k
@@ -46,14 +52,59 @@ fn expiry(ttl_ms: Option<u64>) -> Option<u64> {
 }
 
 impl<F: FileSystem> ShardCore<F> {
-    pub fn new(id: usize, db: Rc<Db<F>>, sync: SyncMode) -> ShardCore<F> {
+    pub fn new(id: usize, db: Rc<Db<F>>, sync: SyncMode, admission: Admission) -> ShardCore<F> {
         ShardCore {
             id,
             db,
             sync,
             locks: KeyLocks::default(),
+            admission,
             stats: RefCell::new(Stats::default()),
         }
+    }
+
+    /// Runs `op` under this core's admission control (`admission.rs`): BUSY when the
+    /// core is full, TIMEOUT past the deadline. STATS is always admitted, so an
+    /// operator can look at an overloaded node.
+    pub async fn run(self: Rc<Self>, op: ShardOp) -> ShardReply {
+        if matches!(op, ShardOp::Stats) {
+            return self.execute(op).await;
+        }
+        let permit = self.admission.admit(self.id)?;
+        let timeout = self.admission.timeout();
+        let timed_out = || ShardError::Timeout(timeout.as_millis() as u64);
+        if !op.writes() {
+            let deadline = async {
+                glommio::timer::sleep(timeout).await;
+                Err(timed_out())
+            };
+            let r = self.execute(op).or(deadline).await;
+            drop(permit);
+            return r;
+        }
+        let core = self.clone();
+        let mut write = Box::pin(async move { core.execute(op).await });
+        if let Some(r) = future::poll_once(&mut write).await {
+            return r;
+        }
+        // Started: it finishes in its own task, whether or not anyone still waits.
+        let (tx, rx) = flume::bounded(1);
+        glommio::spawn_local(async move {
+            let r = write.await;
+            drop(permit);
+            let _ = tx.try_send(r);
+        })
+        .detach();
+        let answer = async {
+            rx.recv_async()
+                .await
+                .unwrap_or(Err(ShardError::ShuttingDown))
+        };
+        let deadline = async {
+            glommio::timer::sleep(timeout).await;
+            Err(timed_out())
+        };
+        answer.or(deadline).await
     }
 
     fn wopts(&self) -> WriteOptions {
@@ -113,7 +164,7 @@ impl<F: FileSystem> ShardCore<F> {
                 limit,
                 max_bytes,
             } => self.scan(start, end, limit, max_bytes).await,
-            ShardOp::Batch { ops } => self.batch(ops).await,
+            ShardOp::Batch { ops, budget } => self.batch(ops, budget).await,
             ShardOp::Cas {
                 key,
                 expected,
@@ -224,32 +275,35 @@ impl<F: FileSystem> ShardCore<F> {
         let mut entries = Vec::new();
         let mut bytes = 0usize;
         while it.valid() {
-            if entries.len() >= limit || bytes >= max_bytes {
+            let key = &it.key()[KV_PREFIX_BYTES..];
+            let cost = key.len() + it.value().len() + SCAN_ENTRY_OVERHEAD_BYTES;
+            // Stop before the entry that would pass a limit: the caller resumes at it.
+            if entries.len() >= limit || bytes + cost > max_bytes {
                 return Ok(ShardResult::Entries {
                     entries,
-                    more: true,
+                    next: Some(key.to_vec()),
                 });
             }
-            let k = it.key()[1..].to_vec();
-            let v = it.value().to_vec();
-            bytes += k.len() + v.len();
-            entries.push((k, v));
+            bytes += cost;
+            entries.push((key.to_vec(), it.value().to_vec()));
             it.next().await?;
         }
         Ok(ShardResult::Entries {
             entries,
-            more: false,
+            next: None,
         })
     }
 
-    async fn batch(&self, ops: Vec<BatchOp>) -> ShardReply {
+    async fn batch(&self, ops: Vec<BatchOp>, budget: ResponseBudget) -> ShardReply {
         let mut results = Vec::with_capacity(ops.len());
         let mut b = WriteBatch::new();
         let mut written = Vec::new();
         for op in &ops {
             match op {
                 BatchOp::Get { key } => {
-                    results.push(BatchResult::Value(self.db.get(&ekey(key)).await?));
+                    let v = self.db.get(&ekey(key)).await?;
+                    budget.charge(v.as_ref().map_or(0, Vec::len))?;
+                    results.push(BatchResult::Value(v));
                 }
                 BatchOp::Put { key, value, ttl_ms } => {
                     let k = ekey(key);
@@ -279,5 +333,58 @@ impl<F: FileSystem> ShardCore<F> {
             cross_core_received: st.cross_core_received,
             engine: engine_json(&self.db.stats()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nextdb_engine::fs::glommio_fs::{DmaFs, run_local};
+
+    /// A shard never returns more than the bytes it was given, and says where it
+    /// stopped, so a SCAN's gathered page is bounded by the sum of the shares.
+    #[test]
+    fn a_shard_scan_stays_within_its_share() {
+        let dir = tempfile::tempdir().unwrap();
+        run_local(async {
+            let db = Db::open(DmaFs::new(), dir.path(), Default::default())
+                .await
+                .unwrap();
+            let admission = Admission::new(8, std::time::Duration::from_secs(10));
+            let core = ShardCore::new(0, db.clone(), SyncMode::None, admission);
+            for i in 0..20u8 {
+                let put = ShardOp::Put {
+                    key: vec![b'k', i],
+                    value: vec![i; 1000],
+                    ttl_ms: None,
+                };
+                core.execute(put).await.unwrap();
+            }
+            let entry = 2 + 1000 + SCAN_ENTRY_OVERHEAD_BYTES;
+            for max_bytes in [entry - 1, entry, 3 * entry + 10, 100 * entry] {
+                let scan = ShardOp::Scan {
+                    start: Vec::new(),
+                    end: None,
+                    limit: 1000,
+                    max_bytes,
+                };
+                let Ok(ShardResult::Entries { entries, next }) = core.execute(scan).await else {
+                    panic!("scan failed");
+                };
+                let bytes: usize = entries
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + SCAN_ENTRY_OVERHEAD_BYTES)
+                    .sum();
+                assert!(
+                    bytes <= max_bytes,
+                    "{bytes} bytes for a share of {max_bytes}"
+                );
+                assert_eq!(entries.len(), (max_bytes / entry).min(20));
+                let expected_next = (entries.len() < 20).then(|| vec![b'k', entries.len() as u8]);
+                assert_eq!(next, expected_next);
+            }
+            db.close().await.unwrap();
+        })
+        .unwrap();
     }
 }

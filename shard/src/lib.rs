@@ -4,9 +4,11 @@
 //! one. Services (the native protocol server, later pgwire) run on every core and call
 //! [`ShardContext::call`], which executes locally or sends the operation to the owner.
 
+pub mod admission;
 pub mod config;
 pub mod error;
 pub mod exec;
+pub mod failure;
 pub mod locks;
 pub mod meta;
 pub mod node;

@@ -1,23 +1,25 @@
 //! Starting and stopping a node: one executor thread per shard, the channel mesh
 //! between them, and the per-core context that services use.
 
+use crate::admission::Admission;
 use crate::config::{
-    IO_MEMORY_PER_SHARD, MEMLOCK_MARGIN_BYTES, MESH_QUEUE_DEPTH, NodeConfig, SHUTDOWN_POLL,
-    SYNC_NONE_INTERVAL, SyncMode,
+    DRAIN_POLL, IO_MEMORY_PER_SHARD, MEMLOCK_MARGIN_BYTES, MESH_QUEUE_DEPTH, NodeConfig, OPEN_POLL,
+    SHUTDOWN_POLL, SYNC_NONE_INTERVAL, SyncMode,
 };
 use crate::error::ShardError;
 use crate::exec::ShardCore;
+use crate::failure;
 use crate::meta;
-use crate::ops::{BatchOp, BatchResult, ShardOp, ShardReply, ShardResult};
+use crate::ops::{BatchOp, BatchResult, ResponseBudget, ShardOp, ShardReply, ShardResult};
 use crate::routing::PartitionMap;
 use crate::shutdown::Shutdown;
 use crate::stats::{ShardStatsSnapshot, node_json};
+use event_listener::Event;
 use futures_lite::future;
-use glommio::channels::channel_mesh::{MeshBuilder, Senders};
+use glommio::channels::channel_mesh::{MeshBuilder, Receivers, Senders};
 use glommio::{Latency, Placement, Shares};
 use nextdb_engine::db::Db;
 use nextdb_engine::fs::glommio_fs::DmaFs;
-use nextdb_engine::sync::Notify;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -42,7 +44,8 @@ pub struct ShardContext {
     /// shard id → mesh peer index (join order decides peer indexes).
     peers: Arc<Vec<AtomicUsize>>,
     shutdown: Arc<Shutdown>,
-    stop_local: Notify,
+    /// Notified (on this core) once shutdown begins.
+    stop_local: Rc<Event>,
 }
 
 impl ShardContext {
@@ -54,7 +57,8 @@ impl ShardContext {
     /// Completes once shutdown begins (noticed by this core).
     pub async fn stopped(&self) {
         loop {
-            let w = self.stop_local.wait();
+            // Listening before checking: a notification in between is not lost.
+            let w = self.stop_local.listen();
             if self.is_stopping() {
                 return;
             }
@@ -79,7 +83,7 @@ impl ShardContext {
     /// Runs `op` on `shard`: directly when it is this core, else through the mesh.
     pub async fn call(&self, shard: usize, op: ShardOp) -> ShardReply {
         if shard == self.id {
-            return self.core.execute(op).await;
+            return self.core.clone().run(op).await;
         }
         let (tx, rx) = flume::bounded(1);
         let peer = self.peers[shard].load(Ordering::Relaxed);
@@ -107,116 +111,85 @@ impl ShardContext {
     }
 
     /// Up to `limit` entries of `[start, end)` in key order across every shard, and
-    /// the key to resume after (None: the range is exhausted).
+    /// the key to resume after (None: the range is exhausted). Each shard gets an
+    /// equal share of `max_bytes`, so the gathered page never holds more than it,
+    /// except a page of one entry that alone exceeds its share.
     pub async fn scan(
         &self,
         start: Vec<u8>,
         end: Option<Vec<u8>>,
         limit: usize,
         max_bytes: usize,
-    ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>), ShardError> {
-        let calls = (0..self.shards).map(|s| {
-            self.call(
-                s,
-                ShardOp::Scan {
-                    start: start.clone(),
-                    end: end.clone(),
-                    limit,
-                    max_bytes,
-                },
-            )
-        });
-        let replies = join_all(calls.collect()).await;
-        let mut merged = Vec::new();
-        // A shard that stopped early may hold keys after its last one: the page must
-        // end at the smallest such last key, or the next page would skip them.
-        let mut cut: Option<Vec<u8>> = None;
-        for r in replies {
-            match r? {
-                ShardResult::Entries { entries, more } => {
-                    if more
-                        && let Some((last, _)) = entries.last()
-                        && cut.as_ref().is_none_or(|c| last < c)
-                    {
-                        cut = Some(last.clone());
-                    }
-                    merged.extend(entries);
-                }
-                _ => {
-                    return Err(ShardError::Internal(
-                        "scan answered with another result".into(),
-                    ));
-                }
-            }
+    ) -> Result<ScanPage, ShardError> {
+        let share = (max_bytes / self.shards).max(1);
+        let calls = (0..self.shards)
+            .map(|s| {
+                let (start, end) = (start.clone(), end.clone());
+                self.call(
+                    s,
+                    ShardOp::Scan {
+                        start,
+                        end,
+                        limit,
+                        max_bytes: share,
+                    },
+                )
+            })
+            .collect();
+        let mut pages = Vec::with_capacity(self.shards);
+        for r in join_all(calls).await {
+            pages.push(entries_of(r?)?);
         }
-        merged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut truncated = cut.is_some();
-        if let Some(c) = &cut {
-            merged.retain(|(k, _)| k <= c);
+        let page = merge_scan_pages(pages, limit);
+        match (&page.entries[..], &page.resume) {
+            // Every shard's next entry is larger than its share: send it alone.
+            ([], Some(big)) => self.scan_one(big.clone(), end).await,
+            _ => Ok(page),
         }
-        let mut bytes = 0usize;
-        let mut keep = 0usize;
-        for (k, v) in &merged {
-            if keep >= limit || (keep > 0 && bytes + k.len() + v.len() > max_bytes) {
-                break;
-            }
-            bytes += k.len() + v.len();
-            keep += 1;
-        }
-        if keep < merged.len() {
-            truncated = true;
-            merged.truncate(keep);
-        }
-        let resume = if truncated {
-            merged.last().map(|(k, _)| k.clone())
-        } else {
-            None
+    }
+
+    /// The first entry at or after `key` on its owner, whatever its size.
+    async fn scan_one(&self, key: Vec<u8>, end: Option<Vec<u8>>) -> Result<ScanPage, ShardError> {
+        let shard = self.map.shard_of(&key);
+        let op = ShardOp::Scan {
+            start: key,
+            end,
+            limit: 1,
+            max_bytes: usize::MAX,
         };
-        Ok((merged, resume))
+        let (entries, _) = entries_of(self.call(shard, op).await?)?;
+        let resume = entries.last().map(|(k, _)| k.clone());
+        Ok(ScanPage { entries, resume })
     }
 
     /// A batch. Atomic batches must stay in one partition; others are split by owner,
     /// run on every owner concurrently (each part atomic on its shard) and gathered in
-    /// request order.
+    /// request order. Every part's GETs charge the one `budget`.
     pub async fn batch(
         &self,
         atomic: bool,
         ops: Vec<BatchOp>,
+        budget: ResponseBudget,
     ) -> Result<Vec<BatchResult>, ShardError> {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
-        let mut parts: Vec<(usize, Vec<usize>, Vec<BatchOp>)> = Vec::new();
-        for (i, op) in ops.into_iter().enumerate() {
-            let s = self.map.shard_of(op.key());
-            match parts.iter_mut().find(|p| p.0 == s) {
-                Some(p) => {
-                    p.1.push(i);
-                    p.2.push(op);
-                }
-                None => parts.push((s, vec![i], vec![op])),
-            }
-        }
+        let total = ops.len();
+        let parts = self.split_by_shard(ops);
         if atomic {
-            let mut partitions: Vec<u32> = Vec::new();
-            for p in &parts {
-                for op in &p.2 {
-                    let id = self.map.partition_of(op.key()).id;
-                    if !partitions.contains(&id) {
-                        partitions.push(id);
-                    }
-                }
-            }
-            if partitions.len() > 1 {
-                return Err(ShardError::CrossPartition(partitions.len()));
-            }
+            self.check_one_partition(&parts)?;
         }
-        let total: usize = parts.iter().map(|p| p.1.len()).sum();
         let mut indexes = Vec::with_capacity(parts.len());
         let mut calls = Vec::with_capacity(parts.len());
-        for (s, idx, ops) in parts {
+        for BatchPart {
+            shard,
+            indexes: idx,
+            ops,
+        } in parts
+        {
             indexes.push(idx);
-            calls.push(self.call(s, ShardOp::Batch { ops }));
+            let budget = budget.clone();
+            calls.push(self.call(shard, ShardOp::Batch { ops, budget }));
         }
         let replies = join_all(calls).await;
         let mut out: Vec<Option<BatchResult>> = (0..total).map(|_| None).collect();
@@ -239,6 +212,40 @@ impl ShardContext {
             .collect()
     }
 
+    /// The batch's operations grouped by owning shard, with their request positions.
+    fn split_by_shard(&self, ops: Vec<BatchOp>) -> Vec<BatchPart> {
+        let mut parts: Vec<BatchPart> = Vec::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            let shard = self.map.shard_of(op.key());
+            match parts.iter_mut().find(|p| p.shard == shard) {
+                Some(p) => {
+                    p.indexes.push(i);
+                    p.ops.push(op);
+                }
+                None => parts.push(BatchPart {
+                    shard,
+                    indexes: vec![i],
+                    ops: vec![op],
+                }),
+            }
+        }
+        parts
+    }
+
+    fn check_one_partition(&self, parts: &[BatchPart]) -> Result<(), ShardError> {
+        let mut partitions: Vec<u32> = Vec::new();
+        for op in parts.iter().flat_map(|p| &p.ops) {
+            let id = self.map.partition_of(op.key()).id;
+            if !partitions.contains(&id) {
+                partitions.push(id);
+            }
+        }
+        if partitions.len() > 1 {
+            return Err(ShardError::CrossPartition(partitions.len()));
+        }
+        Ok(())
+    }
+
     /// The STATS document of the whole node.
     pub async fn stats_json(&self) -> Result<String, ShardError> {
         let calls = (0..self.shards)
@@ -257,6 +264,55 @@ impl ShardContext {
         }
         Ok(node_json(&snaps, &self.sync.to_string()).to_string())
     }
+}
+
+/// One page of a SCAN: entries in key order, and the key to resume after.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// None: the range is exhausted.
+    pub resume: Option<Vec<u8>>,
+}
+
+/// The operations of a batch that one shard runs, and their request positions.
+struct BatchPart {
+    shard: usize,
+    indexes: Vec<usize>,
+    ops: Vec<BatchOp>,
+}
+
+type ShardPage = (Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>);
+
+fn entries_of(r: ShardResult) -> Result<ShardPage, ShardError> {
+    match r {
+        ShardResult::Entries { entries, next } => Ok((entries, next)),
+        _ => Err(ShardError::Internal(
+            "scan answered with another result".into(),
+        )),
+    }
+}
+
+/// Merges the shards' pages of one SCAN. A shard that stopped early may hold keys
+/// from its `next` on, so the page ends before the smallest such key (or the next
+/// page would skip them), and then after `limit` entries. `resume` is the last key
+/// kept when anything was cut; with nothing kept it is the cut itself (the caller
+/// fetches that entry alone).
+pub fn merge_scan_pages(pages: Vec<ShardPage>, limit: usize) -> ScanPage {
+    let cut = pages.iter().filter_map(|(_, next)| next.clone()).min();
+    let mut entries: Vec<(Vec<u8>, Vec<u8>)> = pages
+        .into_iter()
+        .flat_map(|(entries, _)| entries)
+        .filter(|(k, _)| cut.as_ref().is_none_or(|c| k < c))
+        .collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let truncated = entries.len() > limit;
+    entries.truncate(limit);
+    let resume = match entries.last() {
+        Some((last, _)) if truncated || cut.is_some() => Some(last.clone()),
+        Some(_) => None,
+        None => cut,
+    };
+    ScanPage { entries, resume }
 }
 
 /// Polls every future until all complete; results in input order.
@@ -294,8 +350,9 @@ pub enum NodeError {
     Executor { shard: usize, why: String },
     #[error("shard {shard} failed: {why}")]
     Shard { shard: usize, why: String },
+    /// Why the node stopped: a service, or a core that failed or panicked.
     #[error("{0}")]
-    Service(String),
+    Failed(String),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -351,6 +408,7 @@ impl Node {
         S: Fn(Rc<ShardContext>) -> Fut + Send + Sync + Clone + 'static,
         Fut: Future<Output = ()> + 'static,
     {
+        failure::install_panic_hook();
         let shards = cfg.shards;
         meta::check_or_create(&cfg.data_dir, shards).map_err(NodeError::DataDir)?;
         let mesh = MeshBuilder::<Envelope, _>::full(shards, MESH_QUEUE_DEPTH);
@@ -364,7 +422,7 @@ impl Node {
             } else {
                 Placement::Unbound
             };
-            let (cfg, mesh, peers, shutdown, service) = (
+            let (cfg, mesh, peers, sd, service) = (
                 cfg.clone(),
                 mesh.clone(),
                 peers.clone(),
@@ -374,41 +432,57 @@ impl Node {
             let h = nextdb_engine::runtime::executor_builder(placement)
                 .name(&format!("nextdb-shard-{id}"))
                 .spawn(move || async move {
-                    run_shard(id, cfg, mesh, peers, shutdown.clone(), service)
+                    run_shard(id, cfg, mesh, peers, sd.clone(), service)
                         .await
-                        .inspect_err(|_| shutdown.fail())
+                        .inspect_err(|_| sd.fail())
                 })
-                .map_err(|e| NodeError::Executor {
-                    shard: id,
-                    why: e.to_string(),
+                .map_err(|e| {
+                    // The cores already started wait at the mesh barrier; the
+                    // process exits with this error.
+                    shutdown.fail();
+                    NodeError::Executor {
+                        shard: id,
+                        why: e.to_string(),
+                    }
                 })?;
             handles.push(h);
         }
+        Self::join_cores(handles, &shutdown)
+    }
+
+    /// Waits for every core; the node's first recorded failure (a core that could
+    /// not start, a service, a panic) is the reason reported, else the first core
+    /// that ended badly.
+    fn join_cores(
+        handles: Vec<glommio::ExecutorJoinHandle<Result<(), String>>>,
+        shutdown: &Shutdown,
+    ) -> Result<(), NodeError> {
         let mut first_err = None;
         for (id, h) in handles.into_iter().enumerate() {
-            let r = match h.join() {
-                Ok(r) => r,
-                Err(e) => Err(format!("executor failed: {e}")),
-            };
+            let r = h
+                .join()
+                .unwrap_or_else(|e| Err(format!("executor failed: {e}")));
             if let Err(why) = r
                 && first_err.is_none()
             {
                 first_err = Some(NodeError::Shard { shard: id, why });
             }
         }
-        if first_err.is_none()
-            && let Some(why) = shutdown.failure()
-        {
-            first_err = Some(NodeError::Service(why));
+        if let Some(why) = shutdown.failure() {
+            return Err(NodeError::Failed(why));
         }
         first_err.map_or(Ok(()), Err)
     }
 }
 
+type MeshJoin = MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>;
+
+/// One core's life: join the mesh, open the engine, serve, drain, close. Every exit
+/// path counts this core as drained, and a failure stops the whole node.
 async fn run_shard<S, Fut>(
     id: usize,
     cfg: NodeConfig,
-    mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
+    mesh: MeshJoin,
     peers: Arc<Vec<AtomicUsize>>,
     shutdown: Arc<Shutdown>,
     service: S,
@@ -417,46 +491,119 @@ where
     S: Fn(Rc<ShardContext>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let shards = cfg.shards;
+    failure::enter_core(id, shutdown.clone());
     // Joining is a barrier: every core gets here before any proceeds.
-    let (senders, receivers) = mesh
-        .join()
-        .await
-        .map_err(|_| "cannot join the channel mesh".to_string())?;
+    let Ok((senders, receivers)) = mesh.join().await else {
+        return Err(give_up(
+            id,
+            &shutdown,
+            "cannot join the channel mesh".into(),
+        ));
+    };
     peers[id].store(senders.peer_id(), Ordering::SeqCst);
-    let dir = cfg.data_dir.join(format!("shard-{id}"));
-    let opened = async {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        Db::open(DmaFs::new(), &dir, cfg.engine.clone())
-            .await
-            .map_err(|e| format!("cannot open the engine in {}: {e}", dir.display()))
-    }
-    .await;
-    let db = match opened {
+    let db = match open_engine(id, &cfg).await {
         Ok(db) => db,
-        Err(e) => {
-            shutdown.fail();
-            shutdown.mark_drained();
-            return Err(e);
+        Err(why) => return Err(give_up(id, &shutdown, why)),
+    };
+    let admission = Admission::new(cfg.max_requests_in_flight, cfg.request_timeout);
+    let core = Rc::new(ShardCore::new(id, db.clone(), cfg.sync, admission));
+    let served = match start_core(&cfg, &core, receivers, &shutdown) {
+        Ok(stop_local) => {
+            // Serve only once every core opened its engine (or one failed).
+            shutdown.mark_opened();
+            while shutdown.opened() < cfg.shards && !shutdown.is_stopping() {
+                glommio::timer::sleep(OPEN_POLL).await;
+            }
+            let ctx = Rc::new(ShardContext {
+                id,
+                shards: cfg.shards,
+                map: PartitionMap::even(cfg.shards),
+                core,
+                sync: cfg.sync,
+                mesh: senders,
+                peers,
+                shutdown: shutdown.clone(),
+                stop_local,
+            });
+            failure::inject_panic(id);
+            if !shutdown.is_stopping() {
+                service(ctx).await;
+            }
+            Ok(())
+        }
+        Err(why) => {
+            shutdown.fail_with(format!("shard {id}: {why}"));
+            Err(why)
         }
     };
-    nextdb_engine::runtime::spawn_background(&db).map_err(|e| e.to_string())?;
-    let core = Rc::new(ShardCore::new(id, db.clone(), cfg.sync));
+    // Drained: no connection of this core waits for anything. Other cores may still
+    // call into this engine until they drain too.
+    shutdown.mark_drained(id);
+    while shutdown.drained() < cfg.shards {
+        glommio::timer::sleep(DRAIN_POLL).await;
+    }
+    let closed = db
+        .close()
+        .await
+        .map_err(|e| format!("closing the engine failed: {e}"));
+    served.and(closed)
+}
 
-    // Requests from other cores: answered inline when they finish on the first poll
-    // (memtable or cached reads), else in their own task.
-    let mut receivers = receivers;
+/// A core that cannot start: the node stops, and this core counts as drained so the
+/// others close their engines instead of waiting for it.
+fn give_up(id: usize, shutdown: &Shutdown, why: String) -> String {
+    shutdown.fail_with(format!("shard {id}: {why}"));
+    shutdown.mark_drained(id);
+    why
+}
+
+async fn open_engine(id: usize, cfg: &NodeConfig) -> Result<Rc<Db<DmaFs>>, String> {
+    let dir = cfg.data_dir.join(format!("shard-{id}"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Db::open(DmaFs::new(), &dir, cfg.engine.clone())
+        .await
+        .map_err(|e| format!("cannot open the engine in {}: {e}", dir.display()))
+}
+
+/// Starts a core's background work (flush and compaction, requests from other
+/// cores, the shutdown watcher, the periodic sync). Returns what wakes this core's
+/// services at shutdown.
+fn start_core(
+    cfg: &NodeConfig,
+    core: &Rc<ShardCore<DmaFs>>,
+    receivers: Receivers<Envelope>,
+    shutdown: &Arc<Shutdown>,
+) -> Result<Rc<Event>, String> {
+    nextdb_engine::runtime::spawn_background(&core.db).map_err(|e| e.to_string())?;
+    answer_other_cores(core, receivers);
+    let stop_local = Rc::new(Event::new());
+    {
+        let (sd, n) = (shutdown.clone(), stop_local.clone());
+        glommio::spawn_local(async move {
+            while !sd.is_stopping() {
+                glommio::timer::sleep(SHUTDOWN_POLL).await;
+            }
+            n.notify(usize::MAX);
+        })
+        .detach();
+    }
+    if cfg.sync == SyncMode::None {
+        spawn_sync_tick(core.db.clone(), shutdown.clone())?;
+    }
+    Ok(stop_local)
+}
+
+/// Requests from other cores: answered inline when they finish on the first poll
+/// (memtable or cached reads, or BUSY), else in their own task; admission control
+/// bounds how many such tasks exist.
+fn answer_other_cores(core: &Rc<ShardCore<DmaFs>>, mut receivers: Receivers<Envelope>) {
     for (_, stream) in receivers.streams() {
         let core = core.clone();
         glommio::spawn_local(async move {
             while let Some(env) = stream.recv().await {
                 core.stats.borrow_mut().cross_core_received += 1;
                 let Envelope { op, reply } = env;
-                let mut fut = Box::pin({
-                    let core = core.clone();
-                    async move { core.execute(op).await }
-                });
+                let mut fut = Box::pin(core.clone().run(op));
                 match future::poll_once(&mut fut).await {
                     Some(r) => {
                         let _ = reply.try_send(r);
@@ -473,67 +620,65 @@ where
         })
         .detach();
     }
+}
 
-    // Wait until every core opened its engine (or one failed) before serving.
-    shutdown.mark_opened();
-    while shutdown.opened() < shards && !shutdown.is_stopping() {
-        glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
-    }
-
-    let stop_local = Notify::new();
-    {
-        let (sd, n) = (shutdown.clone(), stop_local.clone());
-        glommio::spawn_local(async move {
-            while !sd.is_stopping() {
-                glommio::timer::sleep(SHUTDOWN_POLL).await;
-            }
-            n.notify_all();
-        })
-        .detach();
-    }
-    if cfg.sync == SyncMode::None {
-        let (db, sd) = (db.clone(), shutdown.clone());
-        let tq = glommio::executor().create_task_queue(
-            Shares::Static(100),
-            Latency::NotImportant,
-            "nextdb-sync-tick",
-        );
-        glommio::spawn_local_into(
-            async move {
-                while !sd.is_stopping() {
-                    glommio::timer::sleep(SYNC_NONE_INTERVAL).await;
-                    if let Err(e) = db.sync_log().await {
-                        tracing::error!(error = %e, "periodic log sync failed");
-                    }
+/// With `--sync none`, fsyncs the log every `SYNC_NONE_INTERVAL`.
+fn spawn_sync_tick(db: Rc<Db<DmaFs>>, shutdown: Arc<Shutdown>) -> Result<(), String> {
+    let tq = glommio::executor().create_task_queue(
+        Shares::Static(100),
+        Latency::NotImportant,
+        "nextdb-sync-tick",
+    );
+    glommio::spawn_local_into(
+        async move {
+            while !shutdown.is_stopping() {
+                glommio::timer::sleep(SYNC_NONE_INTERVAL).await;
+                if let Err(e) = db.sync_log().await {
+                    tracing::error!(error = %e, "periodic log sync failed");
                 }
-            },
-            tq,
-        )
-        .map_err(|e| e.to_string())?
-        .detach();
+            }
+        },
+        tq,
+    )
+    .map_err(|e| e.to_string())?
+    .detach();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(k: &str) -> (Vec<u8>, Vec<u8>) {
+        (k.as_bytes().to_vec(), b"v".to_vec())
     }
 
-    let ctx = Rc::new(ShardContext {
-        id,
-        shards,
-        map: PartitionMap::even(shards),
-        core,
-        sync: cfg.sync,
-        mesh: senders,
-        peers,
-        shutdown: shutdown.clone(),
-        stop_local,
-    });
-    if !shutdown.is_stopping() {
-        service(ctx.clone()).await;
+    fn page(keys: &[&str], next: Option<&str>) -> ShardPage {
+        (
+            keys.iter().map(|k| kv(k)).collect(),
+            next.map(|n| n.as_bytes().to_vec()),
+        )
     }
-    // Drained: no connection of this core waits for anything. Other cores may still
-    // call into this engine until they drain too.
-    shutdown.mark_drained();
-    while shutdown.drained() < shards {
-        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+
+    #[test]
+    fn merged_pages_end_before_the_first_key_a_shard_held_back() {
+        let p = merge_scan_pages(
+            vec![page(&["a", "d"], Some("e")), page(&["b", "f"], None)],
+            10,
+        );
+        assert_eq!(p.entries, vec![kv("a"), kv("b"), kv("d")]);
+        assert_eq!(p.resume, Some(b"d".to_vec()));
+
+        let p = merge_scan_pages(vec![page(&["a"], None), page(&["b"], None)], 10);
+        assert_eq!((p.entries.len(), p.resume), (2, None));
+
+        let p = merge_scan_pages(vec![page(&["a", "c"], None), page(&["b"], None)], 2);
+        assert_eq!(p.entries, vec![kv("a"), kv("b")]);
+        assert_eq!(p.resume, Some(b"b".to_vec()));
+
+        // Nothing fits any share: the page is empty and names the entry to send alone.
+        let p = merge_scan_pages(vec![page(&[], Some("k")), page(&[], Some("j"))], 10);
+        assert_eq!(p.entries, vec![]);
+        assert_eq!(p.resume, Some(b"j".to_vec()));
     }
-    let closed = db.close().await;
-    drop(ctx);
-    closed.map_err(|e| format!("closing the engine failed: {e}"))
 }

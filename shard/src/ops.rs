@@ -5,7 +5,49 @@
 
 use crate::error::ShardError;
 use crate::stats::ShardStatsSnapshot;
-pub use nextdb_proto::message::{BatchOp, BatchResult, TtlState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// One operation of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOp {
+    Get {
+        key: Vec<u8>,
+    },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+}
+
+impl BatchOp {
+    pub fn key(&self) -> &[u8] {
+        match self {
+            BatchOp::Get { key } | BatchOp::Put { key, .. } | BatchOp::Delete { key } => key,
+        }
+    }
+}
+
+/// The result of one batch operation, in request order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchResult {
+    /// A GET's value (None: absent).
+    Value(Option<Vec<u8>>),
+    /// A PUT or DELETE applied.
+    Done,
+}
+
+/// A key's time to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlState {
+    Missing,
+    Persistent,
+    ExpiresIn(u64),
+}
 
 #[derive(Debug, Clone)]
 pub enum ShardOp {
@@ -20,16 +62,19 @@ pub enum ShardOp {
     Delete {
         key: Vec<u8>,
     },
-    /// Up to `limit` entries (and about `max_bytes`) of `[start, end)` on this shard.
+    /// Up to `limit` entries of `[start, end)` on this shard, together at most
+    /// `max_bytes` (`SCAN_ENTRY_OVERHEAD_BYTES` counted per entry).
     Scan {
         start: Vec<u8>,
         end: Option<Vec<u8>>,
         limit: usize,
         max_bytes: usize,
     },
-    /// Applied atomically on this shard; GETs read the state before the writes.
+    /// Applied atomically on this shard; GETs read the state before the writes and
+    /// charge their values to `budget` (shared by every part of one request).
     Batch {
         ops: Vec<BatchOp>,
+        budget: ResponseBudget,
     },
     Cas {
         key: Vec<u8>,
@@ -52,6 +97,21 @@ pub enum ShardOp {
 }
 
 impl ShardOp {
+    /// Whether the operation may write: once started it must run to completion.
+    pub fn writes(&self) -> bool {
+        match self {
+            ShardOp::Put { .. }
+            | ShardOp::Delete { .. }
+            | ShardOp::Batch { .. }
+            | ShardOp::Cas { .. }
+            | ShardOp::Incr { .. }
+            | ShardOp::Expire { .. } => true,
+            ShardOp::Get { .. } | ShardOp::Scan { .. } | ShardOp::Ttl { .. } | ShardOp::Stats => {
+                false
+            }
+        }
+    }
+
     /// The key that routes a single-key operation (None: multi-key or node-wide).
     pub fn routing_key(&self) -> Option<&[u8]> {
         match self {
@@ -71,10 +131,11 @@ impl ShardOp {
 pub enum ShardResult {
     Value(Option<Vec<u8>>),
     Done,
-    /// Scan output; `more` when the shard stopped at a limit, not at the range end.
+    /// Scan output; `next` is the first key not returned when the shard stopped at
+    /// a limit (None: it reached the end of the range).
     Entries {
         entries: Vec<(Vec<u8>, Vec<u8>)>,
-        more: bool,
+        next: Option<Vec<u8>>,
     },
     Batch(Vec<BatchResult>),
     Cas {
@@ -88,3 +149,48 @@ pub enum ShardResult {
 }
 
 pub type ShardReply = Result<ShardResult, ShardError>;
+
+/// Value bytes the answer to one request may still hold. The parts of a request that
+/// run on several cores share one budget (an atomic: the cores are threads), so
+/// together they never hold more than it, and the first part to overdraw it fails the
+/// request instead of building an answer nobody can receive.
+#[derive(Debug, Clone)]
+pub struct ResponseBudget {
+    left: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl ResponseBudget {
+    pub fn new(bytes: usize) -> ResponseBudget {
+        ResponseBudget {
+            left: Arc::new(AtomicUsize::new(bytes)),
+            limit: bytes,
+        }
+    }
+
+    /// Takes `bytes` from the budget, or fails if fewer are left.
+    pub fn charge(&self, bytes: usize) -> Result<(), ShardError> {
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(bytes)
+            })
+            .map(|_| ())
+            .map_err(|_| ShardError::ResponseTooLarge(self.limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_is_shared_by_its_clones_and_never_overdrawn() {
+        let b = ResponseBudget::new(10);
+        let part = b.clone();
+        assert!(b.charge(6).is_ok());
+        assert_eq!(part.charge(5), Err(ShardError::ResponseTooLarge(10)));
+        assert!(part.charge(4).is_ok());
+        assert!(b.charge(1).is_err());
+        assert!(b.charge(0).is_ok());
+    }
+}

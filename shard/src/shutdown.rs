@@ -3,8 +3,11 @@
 //! SIGINT/SIGTERM set `stopping`; each core notices within `SHUTDOWN_POLL`, stops
 //! accepting, lets its connections finish what they have in flight, and counts itself
 //! drained. Engines close only when every core has drained, because a connection on
-//! one core may still be waiting for another core's engine.
+//! one core may still be waiting for another core's engine. A core that fails (an
+//! error or a panic, see `failure.rs`) marks the node failed and counts as drained
+//! at once, so the others never wait for it.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +16,9 @@ pub struct Shutdown {
     stopping: Arc<AtomicBool>,
     opened: AtomicUsize,
     ready: AtomicUsize,
-    drained: AtomicUsize,
+    /// Cores that drained or failed (a set: a core may be counted by its own drain
+    /// and by the panic hook, and must count once).
+    drained: Mutex<BTreeSet<usize>>,
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
 }
@@ -63,10 +68,20 @@ impl Shutdown {
     pub(crate) fn mark_ready(&self) -> usize {
         self.ready.fetch_add(1, Ordering::SeqCst) + 1
     }
-    pub(crate) fn mark_drained(&self) -> usize {
-        self.drained.fetch_add(1, Ordering::SeqCst) + 1
+    /// Counts core `id` as drained (idempotent); returns how many cores are.
+    pub(crate) fn mark_drained(&self, id: usize) -> usize {
+        match self.drained.lock() {
+            Ok(mut d) => {
+                d.insert(id);
+                d.len()
+            }
+            // Poisoned: a panic while holding this lock; nothing else to count.
+            Err(p) => p.into_inner().len(),
+        }
     }
     pub(crate) fn drained(&self) -> usize {
-        self.drained.load(Ordering::SeqCst)
+        self.drained
+            .lock()
+            .map_or_else(|p| p.into_inner().len(), |d| d.len())
     }
 }

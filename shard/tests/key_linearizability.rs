@@ -14,6 +14,11 @@ use nextdb_shard::exec::ShardCore;
 use nextdb_shard::ops::{ShardOp, ShardResult};
 use std::path::Path;
 use std::rc::Rc;
+
+/// The node's admission bounds; far above what the test's clients put in flight.
+fn admission() -> nextdb_shard::admission::Admission {
+    nextdb_shard::admission::Admission::new(4096, std::time::Duration::from_secs(60))
+}
 use std::time::Duration;
 
 fn slowed_config() -> EngineConfig {
@@ -34,7 +39,7 @@ async fn slowed_shard() -> Rc<ShardCore<SimFs>> {
     let db = Db::open(fs, Path::new("/lin"), slowed_config())
         .await
         .expect("open");
-    let core = Rc::new(ShardCore::new(0, db.clone(), SyncMode::Fsync));
+    let core = Rc::new(ShardCore::new(0, db.clone(), SyncMode::Fsync, admission()));
     for i in 0..2u8 {
         let put = ShardOp::Put {
             key: vec![b'f', i],

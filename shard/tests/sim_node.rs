@@ -17,7 +17,7 @@ use nextdb_engine::db::Db;
 use nextdb_engine::fs::sim::{OpKind, SimFs};
 use nextdb_shard::config::SyncMode;
 use nextdb_shard::exec::ShardCore;
-use nextdb_shard::ops::{BatchOp, BatchResult, ShardOp, ShardResult};
+use nextdb_shard::ops::{BatchOp, BatchResult, ResponseBudget, ShardOp, ShardResult};
 use nextdb_shard::routing::PartitionMap;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -25,6 +25,11 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
+
+/// The node's admission bounds; far above what the test's clients put in flight.
+fn admission() -> nextdb_shard::admission::Admission {
+    nextdb_shard::admission::Admission::new(4096, std::time::Duration::from_secs(60))
+}
 use std::time::Duration;
 
 const SHARDS: usize = 3;
@@ -128,7 +133,7 @@ impl SimNode {
         let mut cores = Vec::new();
         for (s, db) in dbs.into_iter().enumerate() {
             nextdb_engine::runtime::spawn_background(&db).expect("background");
-            cores.push(Rc::new(ShardCore::new(s, db, SyncMode::Fsync)));
+            cores.push(Rc::new(ShardCore::new(s, db, SyncMode::Fsync, admission())));
         }
         SimNode {
             seed,
@@ -270,7 +275,12 @@ async fn client_batch(node: &SimNode, h: &History, rng: &mut SmallRng, unique: i
             model.push((k.clone(), Op::Delete));
         }
     }
-    let reply = node.cores[shard].execute(ShardOp::Batch { ops }).await;
+    let reply = node.cores[shard]
+        .execute(ShardOp::Batch {
+            ops,
+            budget: ResponseBudget::new(1 << 20),
+        })
+        .await;
     let ret = h.tick();
     let ok = match reply {
         Ok(ShardResult::Batch(rs)) => {

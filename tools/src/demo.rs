@@ -43,6 +43,8 @@ pub fn run(dir: PathBuf, records: u64) -> i32 {
         memtable_mb: 64,
         block_cache_mb: 64,
         max_connections_per_shard: 1000,
+        max_requests_in_flight: nextdb_shard::config::MAX_REQUESTS_IN_FLIGHT_PER_CORE,
+        request_timeout_ms: nextdb_shard::config::REQUEST_TIMEOUT.as_millis() as u64,
         pin: true,
         tls: None,
     };

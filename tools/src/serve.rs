@@ -47,6 +47,12 @@ pub struct ServeArgs {
     /// Connections each core accepts before refusing new ones.
     #[arg(long, env = "NEXTDB_MAX_CONNECTIONS")]
     pub max_connections_per_shard: Option<usize>,
+    /// Requests each core executes at once; beyond it the core answers BUSY.
+    #[arg(long, env = "NEXTDB_MAX_REQUESTS_IN_FLIGHT")]
+    pub max_requests_in_flight: Option<usize>,
+    /// Deadline of a request on its core, in milliseconds (then TIMEOUT).
+    #[arg(long, env = "NEXTDB_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
     /// Let the kernel place shard threads instead of pinning shard i to CPU i.
     #[arg(long, env = "NEXTDB_NO_PIN")]
     pub no_pin: Option<Option<bool>>,
@@ -70,6 +76,8 @@ struct FileConfig {
     memtable_mb: Option<usize>,
     block_cache_mb: Option<usize>,
     max_connections_per_shard: Option<usize>,
+    max_requests_in_flight: Option<usize>,
+    request_timeout_ms: Option<u64>,
     no_pin: Option<bool>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -86,6 +94,8 @@ pub struct Settings {
     pub memtable_mb: usize,
     pub block_cache_mb: usize,
     pub max_connections_per_shard: usize,
+    pub max_requests_in_flight: usize,
+    pub request_timeout_ms: u64,
     pub pin: bool,
     /// Certificate chain and key (PEM) for TLS on the native port.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -139,6 +149,14 @@ impl ServeArgs {
                 .max_connections_per_shard
                 .or(file.max_connections_per_shard)
                 .unwrap_or(nextdb_net::config::MAX_CONNECTIONS_PER_SHARD),
+            max_requests_in_flight: self
+                .max_requests_in_flight
+                .or(file.max_requests_in_flight)
+                .unwrap_or(nextdb_shard::config::MAX_REQUESTS_IN_FLIGHT_PER_CORE),
+            request_timeout_ms: self
+                .request_timeout_ms
+                .or(file.request_timeout_ms)
+                .unwrap_or(nextdb_shard::config::REQUEST_TIMEOUT.as_millis() as u64),
             pin: !flag(self.no_pin).or(file.no_pin).unwrap_or(false),
             tls: match (
                 self.tls_cert.or(file.tls_cert),
@@ -155,6 +173,11 @@ impl ServeArgs {
         };
         if s.shards == 0 || s.shards > 256 {
             return Err(format!("--shards must be 1..=256, not {}", s.shards));
+        }
+        if s.max_requests_in_flight == 0 || s.request_timeout_ms == 0 {
+            return Err(
+                "--max-requests-in-flight and --request-timeout-ms must be at least 1".into(),
+            );
         }
         if s.memtable_mb == 0 || s.block_cache_mb == 0 {
             return Err("--memtable-mb and --block-cache-mb must be at least 1".into());
@@ -196,6 +219,8 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     std::fs::create_dir_all(&s.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", s.data_dir.display()))?;
     let users = UserStore::load(&s.data_dir).map_err(|e| e.to_string())?;
+    let mock_auth =
+        nextdb_net::auth_secret::load_or_create(&s.data_dir).map_err(|e| e.to_string())?;
     if !s.insecure && users.is_empty() {
         return Err(format!(
             "no users in {}: create one with `nextdb admin user add NAME --data-dir {}` \
@@ -220,6 +245,8 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
         "  max_connections_per_shard = {}",
         s.max_connections_per_shard
     );
+    println!("  max_requests_in_flight    = {}", s.max_requests_in_flight);
+    println!("  request_timeout_ms        = {}", s.request_timeout_ms);
     let tls = match &s.tls {
         Some((cert, key)) => Some(nextdb_net::tls::server_config(cert, key)?),
         None => None,
@@ -258,11 +285,14 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     node.shards = s.shards;
     node.sync = s.sync;
     node.pin_cores = s.pin;
+    node.max_requests_in_flight = s.max_requests_in_flight;
+    node.request_timeout = std::time::Duration::from_millis(s.request_timeout_ms);
     node.engine.memtable_bytes = s.memtable_mb << 20;
     node.engine.block_cache_bytes = s.block_cache_mb << 20;
     let mut server = ServerConfig::new(s.listen, s.insecure, Arc::new(users));
     server.max_connections_per_shard = s.max_connections_per_shard;
     server.tls = tls;
+    server.mock_auth = mock_auth;
     let server = Arc::new(server);
     let result = Node::run(node, shutdown, move |ctx| {
         let server = server.clone();

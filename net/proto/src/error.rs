@@ -38,6 +38,9 @@ pub enum ErrorCode {
     Internal = 15,
     /// A HELLO was sent twice, or AUTH without a pending exchange; closes.
     ProtocolViolation = 16,
+    /// The response would exceed `MAX_RESPONSE_BYTES` (a BATCH reading too many or
+    /// too large values); split the request. The connection stays open.
+    ResponseTooLarge = 17,
 }
 
 impl ErrorCode {
@@ -60,6 +63,7 @@ impl ErrorCode {
             14 => TooManyConnections,
             15 => Internal,
             16 => ProtocolViolation,
+            17 => ResponseTooLarge,
             _ => return None,
         })
     }
@@ -109,6 +113,7 @@ impl ErrorCode {
             TooManyConnections => "TOO_MANY_CONNECTIONS",
             Internal => "INTERNAL",
             ProtocolViolation => "PROTOCOL_VIOLATION",
+            ResponseTooLarge => "RESPONSE_TOO_LARGE",
         }
     }
 }

@@ -10,9 +10,18 @@ pub const MAGIC: [u8; 4] = *b"NXDB";
 
 /// Largest frame (header after the length field, plus body) either side accepts.
 pub const MAX_FRAME_BYTES: usize = 32 << 20;
+/// Largest response the server builds, counted as its encoded body; a request whose
+/// answer would be larger (a BATCH of many large GETs) is refused with
+/// RESPONSE_TOO_LARGE. Below the frame limit by more than a header.
+pub const MAX_RESPONSE_BYTES: usize = MAX_FRAME_BYTES - 64;
 
-/// Largest key and value (the storage engine's own limits).
-pub const MAX_KEY_BYTES: usize = 64 * 1024;
+/// Largest key: the node's KV key limit (`nextdb_shard::config::MAX_KV_KEY_BYTES`,
+/// the storage engine's 64 KiB less the shard's one-byte namespace prefix). This
+/// crate depends on no runtime, so it cannot import that constant; the server
+/// asserts at compile time that the two are equal, and the decoder is the one place
+/// a request's key length is checked.
+pub const MAX_KEY_BYTES: usize = 64 * 1024 - 1;
+/// Largest value: the node's `MAX_KV_VALUE_BYTES` (asserted equal by the server).
 pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Most operations in one BATCH.
@@ -21,6 +30,8 @@ pub const MAX_BATCH_OPS: usize = 10_000;
 /// Most entries and bytes (keys + values) one SCAN page returns.
 pub const MAX_SCAN_LIMIT: u32 = 10_000;
 pub const MAX_SCAN_BYTES: usize = 4 << 20;
+/// Longest SCAN continuation token: a version byte and a key, with room to spare.
+pub const MAX_SCAN_TOKEN_BYTES: usize = MAX_KEY_BYTES + 16;
 
 /// Longest string field (names, messages, SCRAM messages).
 pub const MAX_STRING_BYTES: usize = 4096;

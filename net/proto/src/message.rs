@@ -4,8 +4,8 @@
 use crate::error::{ErrorCode, ProtoError};
 use crate::frame::{self, STATUS_ERROR, STATUS_OK};
 use crate::limits::{
-    MAGIC, MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_SCAN_LIMIT, MAX_STRING_BYTES, MAX_TTL_MS,
-    MAX_VALUE_BYTES,
+    MAGIC, MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_SCAN_LIMIT, MAX_SCAN_TOKEN_BYTES, MAX_STRING_BYTES,
+    MAX_TTL_MS, MAX_VALUE_BYTES,
 };
 use crate::wire::{Reader, Writer};
 
@@ -275,104 +275,41 @@ impl Request {
     /// Checks the field limits that [`Request::decode`] enforces, so a sender can
     /// refuse a request before the server would. Keep the two in step.
     pub fn check_limits(&self) -> Result<(), ProtoError> {
-        fn len(what: &'static str, v: &[u8], max: usize) -> Result<(), ProtoError> {
-            if v.len() > max {
-                return Err(ProtoError::TooLong {
-                    what,
-                    len: v.len(),
-                    max,
-                });
-            }
-            Ok(())
-        }
-        let key = |k: &[u8]| len("key", k, MAX_KEY_BYTES);
-        let value = |v: &[u8]| len("value", v, MAX_VALUE_BYTES);
-        let ttl = |t: Option<u64>| match t {
-            Some(ms) if ms > MAX_TTL_MS => Err(ProtoError::BadValue {
-                what: "ttl_ms",
-                value: ms,
-            }),
-            _ => Ok(()),
-        };
         match self {
             Request::Hello(h) => {
-                len("client_name", h.client_name.as_bytes(), MAX_STRING_BYTES)?;
-                len("mechanism", h.mechanism.as_bytes(), MAX_STRING_BYTES)?;
-                len("auth_data", &h.auth_data, MAX_STRING_BYTES)
+                check_len("client_name", h.client_name.as_bytes(), MAX_STRING_BYTES)?;
+                check_len("mechanism", h.mechanism.as_bytes(), MAX_STRING_BYTES)?;
+                check_len("auth_data", &h.auth_data, MAX_STRING_BYTES)
             }
-            Request::Auth { data } => len("auth_data", data, MAX_STRING_BYTES),
-            Request::Ping { payload } => len("payload", payload, MAX_STRING_BYTES),
+            Request::Auth { data } => check_len("auth_data", data, MAX_STRING_BYTES),
+            Request::Ping { payload } => check_len("payload", payload, MAX_STRING_BYTES),
             Request::Stats => Ok(()),
             Request::Get { key: k }
             | Request::Delete { key: k }
             | Request::Ttl { key: k }
-            | Request::Incr { key: k, .. } => key(k),
-            Request::Put {
-                key: k,
-                value: v,
-                ttl_ms,
-            } => {
-                key(k)?;
-                value(v)?;
-                ttl(*ttl_ms)
-            }
-            Request::Expire { key: k, ttl_ms } => {
-                key(k)?;
-                ttl(*ttl_ms)
+            | Request::Incr { key: k, .. } => check_key(k),
+            Request::Put { key, value, ttl_ms } => check_put(key, value, *ttl_ms),
+            Request::Expire { key, ttl_ms } => {
+                check_key(key)?;
+                check_ttl(*ttl_ms)
             }
             Request::Scan {
                 start,
                 end,
                 limit,
                 token,
-            } => {
-                key(start)?;
-                if let Some(e) = end {
-                    key(e)?;
-                }
-                if *limit == 0 || *limit > MAX_SCAN_LIMIT {
-                    return Err(ProtoError::BadValue {
-                        what: "limit",
-                        value: *limit as u64,
-                    });
-                }
-                len("token", token, MAX_KEY_BYTES + 16)
-            }
-            Request::Batch { ops, .. } => {
-                if ops.len() > MAX_BATCH_OPS {
-                    return Err(ProtoError::TooLong {
-                        what: "batch",
-                        len: ops.len(),
-                        max: MAX_BATCH_OPS,
-                    });
-                }
-                ops.iter().try_for_each(|o| match o {
-                    BatchOp::Get { key: k } | BatchOp::Delete { key: k } => key(k),
-                    BatchOp::Put {
-                        key: k,
-                        value: v,
-                        ttl_ms,
-                    } => {
-                        key(k)?;
-                        value(v)?;
-                        ttl(*ttl_ms)
-                    }
-                })
-            }
+            } => check_scan(start, end.as_deref(), *limit, token),
+            Request::Batch { ops, .. } => check_batch(ops),
             Request::Cas {
-                key: k,
+                key,
                 expected,
                 new,
                 ttl_ms,
             } => {
-                key(k)?;
-                if let Some(v) = expected {
-                    value(v)?;
-                }
-                if let Some(v) = new {
-                    value(v)?;
-                }
-                ttl(*ttl_ms)
+                check_key(key)?;
+                expected.as_deref().map_or(Ok(()), check_value)?;
+                new.as_deref().map_or(Ok(()), check_value)?;
+                check_ttl(*ttl_ms)
             }
         }
     }
@@ -462,19 +399,7 @@ impl Request {
     pub fn decode(opcode: u8, flags: u8, body: &[u8]) -> Result<Request, ProtoError> {
         let mut r = Reader::new(body);
         let req = match opcode {
-            op::HELLO => {
-                let magic = r.u32("magic")?;
-                if magic.to_le_bytes() != MAGIC {
-                    return Err(ProtoError::BadMagic);
-                }
-                Request::Hello(Hello {
-                    min_version: r.u16("min_version")?,
-                    max_version: r.u16("max_version")?,
-                    client_name: r.str("client_name")?.to_owned(),
-                    mechanism: r.str("mechanism")?.to_owned(),
-                    auth_data: r.bytes("auth_data", MAX_STRING_BYTES)?.to_vec(),
-                })
-            }
+            op::HELLO => Request::Hello(decode_hello(&mut r)?),
             op::AUTH => Request::Auth {
                 data: r.bytes("auth_data", MAX_STRING_BYTES)?.to_vec(),
             },
@@ -490,57 +415,11 @@ impl Request {
                 value: value(&mut r)?,
                 ttl_ms: read_ttl(&mut r)?,
             },
-            op::SCAN => {
-                let start = key(&mut r)?;
-                let end = read_opt(&mut r, "end", MAX_KEY_BYTES)?;
-                let limit = r.u32("limit")?;
-                if limit == 0 || limit > MAX_SCAN_LIMIT {
-                    return Err(ProtoError::BadValue {
-                        what: "limit",
-                        value: limit as u64,
-                    });
-                }
-                let token = r.bytes("token", MAX_KEY_BYTES + 16)?.to_vec();
-                Request::Scan {
-                    start,
-                    end,
-                    limit,
-                    token,
-                }
-            }
-            op::BATCH => {
-                let n = r.u32("op count")? as usize;
-                if n > MAX_BATCH_OPS {
-                    return Err(ProtoError::TooLong {
-                        what: "batch",
-                        len: n,
-                        max: MAX_BATCH_OPS,
-                    });
-                }
-                let mut ops = Vec::with_capacity(n.min(r.remaining() / 5));
-                for _ in 0..n {
-                    let kind = r.u8("batch op")?;
-                    ops.push(match kind {
-                        op::GET => BatchOp::Get { key: key(&mut r)? },
-                        op::PUT => BatchOp::Put {
-                            key: key(&mut r)?,
-                            value: value(&mut r)?,
-                            ttl_ms: read_ttl(&mut r)?,
-                        },
-                        op::DELETE => BatchOp::Delete { key: key(&mut r)? },
-                        k => {
-                            return Err(ProtoError::BadValue {
-                                what: "batch op",
-                                value: k as u64,
-                            });
-                        }
-                    });
-                }
-                Request::Batch {
-                    atomic: flags & BATCH_FLAG_ATOMIC != 0,
-                    ops,
-                }
-            }
+            op::SCAN => decode_scan(&mut r)?,
+            op::BATCH => Request::Batch {
+                atomic: flags & BATCH_FLAG_ATOMIC != 0,
+                ops: decode_batch_ops(&mut r)?,
+            },
             op::CAS => Request::Cas {
                 key: key(&mut r)?,
                 expected: read_opt(&mut r, "expected", MAX_VALUE_BYTES)?,
@@ -560,6 +439,135 @@ impl Request {
         r.finish()?;
         Ok(req)
     }
+}
+
+fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtoError> {
+    let magic = r.u32("magic")?;
+    if magic.to_le_bytes() != MAGIC {
+        return Err(ProtoError::BadMagic);
+    }
+    Ok(Hello {
+        min_version: r.u16("min_version")?,
+        max_version: r.u16("max_version")?,
+        client_name: r.str("client_name")?.to_owned(),
+        mechanism: r.str("mechanism")?.to_owned(),
+        auth_data: r.bytes("auth_data", MAX_STRING_BYTES)?.to_vec(),
+    })
+}
+
+fn decode_scan(r: &mut Reader<'_>) -> Result<Request, ProtoError> {
+    let start = key(r)?;
+    let end = read_opt(r, "end", MAX_KEY_BYTES)?;
+    let limit = r.u32("limit")?;
+    check_scan_limit(limit)?;
+    let token = r.bytes("token", MAX_SCAN_TOKEN_BYTES)?.to_vec();
+    Ok(Request::Scan {
+        start,
+        end,
+        limit,
+        token,
+    })
+}
+
+fn decode_batch_ops(r: &mut Reader<'_>) -> Result<Vec<BatchOp>, ProtoError> {
+    let n = r.u32("op count")? as usize;
+    check_batch_len(n)?;
+    // Capacity from the bytes present, not the claimed count.
+    let mut ops = Vec::with_capacity(n.min(r.remaining() / 5));
+    for _ in 0..n {
+        ops.push(match r.u8("batch op")? {
+            op::GET => BatchOp::Get { key: key(r)? },
+            op::PUT => BatchOp::Put {
+                key: key(r)?,
+                value: value(r)?,
+                ttl_ms: read_ttl(r)?,
+            },
+            op::DELETE => BatchOp::Delete { key: key(r)? },
+            k => {
+                return Err(ProtoError::BadValue {
+                    what: "batch op",
+                    value: k as u64,
+                });
+            }
+        });
+    }
+    Ok(ops)
+}
+
+fn check_len(what: &'static str, v: &[u8], max: usize) -> Result<(), ProtoError> {
+    if v.len() > max {
+        return Err(ProtoError::TooLong {
+            what,
+            len: v.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+fn check_key(k: &[u8]) -> Result<(), ProtoError> {
+    check_len("key", k, MAX_KEY_BYTES)
+}
+
+fn check_value(v: &[u8]) -> Result<(), ProtoError> {
+    check_len("value", v, MAX_VALUE_BYTES)
+}
+
+fn check_ttl(ttl_ms: Option<u64>) -> Result<(), ProtoError> {
+    match ttl_ms {
+        Some(ms) if ms > MAX_TTL_MS => Err(ProtoError::BadValue {
+            what: "ttl_ms",
+            value: ms,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn check_put(key: &[u8], value: &[u8], ttl_ms: Option<u64>) -> Result<(), ProtoError> {
+    check_key(key)?;
+    check_value(value)?;
+    check_ttl(ttl_ms)
+}
+
+fn check_scan_limit(limit: u32) -> Result<(), ProtoError> {
+    if limit == 0 || limit > MAX_SCAN_LIMIT {
+        return Err(ProtoError::BadValue {
+            what: "limit",
+            value: limit as u64,
+        });
+    }
+    Ok(())
+}
+
+fn check_scan(
+    start: &[u8],
+    end: Option<&[u8]>,
+    limit: u32,
+    token: &[u8],
+) -> Result<(), ProtoError> {
+    check_key(start)?;
+    end.map_or(Ok(()), check_key)?;
+    check_scan_limit(limit)?;
+    check_len("token", token, MAX_SCAN_TOKEN_BYTES)
+}
+
+fn check_batch_len(n: usize) -> Result<(), ProtoError> {
+    if n > MAX_BATCH_OPS {
+        return Err(ProtoError::TooLong {
+            what: "batch",
+            len: n,
+            max: MAX_BATCH_OPS,
+        });
+    }
+    Ok(())
+}
+
+fn check_batch(ops: &[BatchOp]) -> Result<(), ProtoError> {
+    check_batch_len(ops.len())?;
+    ops.iter().try_for_each(|o| match o {
+        BatchOp::Get { key } | BatchOp::Delete { key } => check_key(key),
+        BatchOp::Put { key, value, ttl_ms } => check_put(key, value, *ttl_ms),
+    })
 }
 
 impl Response {
@@ -696,7 +704,7 @@ impl Response {
                     let v = r.bytes("value", MAX_VALUE_BYTES)?.to_vec();
                     entries.push((k, v));
                 }
-                let token = r.bytes("token", MAX_KEY_BYTES + 16)?.to_vec();
+                let token = r.bytes("token", MAX_SCAN_TOKEN_BYTES)?.to_vec();
                 Response::Scan { entries, token }
             }
             op::BATCH => {

@@ -178,6 +178,46 @@ fn encode_saslname(s: &str) -> String {
     s.replace('=', "=3D").replace(',', "=2C")
 }
 
+/// A node's secret for made-up salts (PostgreSQL's mock authentication nonce): an
+/// unknown user is answered with `HMAC-SHA-256(secret, name)` as salt, stable for
+/// one node (a client cannot tell a retry for an unknown user from one for a known
+/// user) and unpredictable without the secret (nobody can compute offline which salt
+/// an unknown name would get, so a salt does not tell whether a user exists).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MockAuthSecret([u8; MockAuthSecret::BYTES]);
+
+impl MockAuthSecret {
+    pub const BYTES: usize = 32;
+
+    pub fn from_bytes(bytes: [u8; MockAuthSecret::BYTES]) -> MockAuthSecret {
+        MockAuthSecret(bytes)
+    }
+
+    /// A fresh random secret (from the operating system's generator).
+    pub fn generate() -> MockAuthSecret {
+        let mut b = [0u8; MockAuthSecret::BYTES];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        MockAuthSecret(b)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; MockAuthSecret::BYTES] {
+        &self.0
+    }
+
+    /// The salt an unknown `user` is shown.
+    pub fn salt_for(&self, user: &str) -> Vec<u8> {
+        let mut msg = b"nextdb-unknown-user:".to_vec();
+        msg.extend_from_slice(user.as_bytes());
+        hmac(&self.0, &msg)[..SALT_BYTES].to_vec()
+    }
+}
+
+impl std::fmt::Debug for MockAuthSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MockAuthSecret(..)")
+    }
+}
+
 /// The server's side of one exchange, between server-first and client-final.
 pub struct ServerExchange {
     user: String,
@@ -190,10 +230,12 @@ pub struct ServerExchange {
 
 impl ServerExchange {
     /// Handles client-first-message. `lookup` finds a user's verifier; an unknown user
-    /// gets a made-up salt so the exchange looks the same and fails at the end.
+    /// gets a made-up salt keyed by `mock` so the exchange looks the same and fails at
+    /// the end.
     pub fn start(
         client_first: &[u8],
         lookup: impl Fn(&str) -> Option<Verifier>,
+        mock: &MockAuthSecret,
     ) -> Result<(ServerExchange, Vec<u8>), ScramError> {
         let msg = utf8(client_first)?;
         let bare = msg
@@ -208,8 +250,7 @@ impl ServerExchange {
         let (known, verifier) = match lookup(&user) {
             Some(v) => (true, v),
             None => {
-                let salt =
-                    sha256(format!("nextdb-unknown-user:{user}").as_bytes())[..SALT_BYTES].to_vec();
+                let salt = mock.salt_for(&user);
                 (
                     false,
                     Verifier {
@@ -358,7 +399,9 @@ mod tests {
     fn run(user: &str, stored_pw: &str, given_pw: &str) -> Result<String, ScramError> {
         let v = Verifier::generate(stored_pw, 4096);
         let (mut c, first) = ClientExchange::start(user);
-        let (s, sfirst) = ServerExchange::start(&first, |u| (u == "alice").then(|| v.clone()))?;
+        let mock = MockAuthSecret::generate();
+        let (s, sfirst) =
+            ServerExchange::start(&first, |u| (u == "alice").then(|| v.clone()), &mock)?;
         let fin = c.respond(given_pw, &sfirst)?;
         let (u, sfinal) = s.finish(&fin)?;
         c.verify(&sfinal)?;
@@ -370,6 +413,38 @@ mod tests {
         assert_eq!(run("alice", "pw", "pw").unwrap(), "alice");
         assert_eq!(run("alice", "pw", "wrong"), Err(ScramError::Failed));
         assert_eq!(run("bob", "pw", "pw"), Err(ScramError::Failed));
+    }
+
+    fn server_first_salt(user: &str, mock: &MockAuthSecret) -> String {
+        let (_, first) = ClientExchange::start(user);
+        let (_, sfirst) = ServerExchange::start(&first, |_| None, mock).unwrap();
+        let text = String::from_utf8(sfirst).unwrap();
+        let salt = text.split(',').find_map(|a| a.strip_prefix("s=")).unwrap();
+        salt.to_string()
+    }
+
+    #[test]
+    fn unknown_users_get_a_salt_keyed_by_the_node_secret() {
+        let a = MockAuthSecret::generate();
+        let b = MockAuthSecret::generate();
+        assert_ne!(a, b);
+        // Stable per node and name, different across nodes and names.
+        assert_eq!(
+            server_first_salt("mallory", &a),
+            server_first_salt("mallory", &a)
+        );
+        assert_ne!(
+            server_first_salt("mallory", &a),
+            server_first_salt("mallory", &b)
+        );
+        assert_ne!(
+            server_first_salt("mallory", &a),
+            server_first_salt("eve", &a)
+        );
+        // Not the old public function of the name alone.
+        let public = B64.encode(&sha256(b"nextdb-unknown-user:mallory")[..SALT_BYTES]);
+        assert_ne!(server_first_salt("mallory", &a), public);
+        assert_eq!(format!("{a:?}"), "MockAuthSecret(..)");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Limits and settings of the native protocol server, in one place.
 
 use crate::users::UserStore;
+use nextdb_proto::scram::MockAuthSecret;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,9 @@ pub struct ServerConfig {
     /// Accept sessions without authentication (local development only).
     pub insecure: bool,
     pub users: Arc<UserStore>,
+    /// Keys the salt unknown users are shown; `auth_secret::load_or_create` reads
+    /// the node's own (a fresh one here, for embedders without a data directory).
+    pub mock_auth: MockAuthSecret,
     pub max_frame_bytes: usize,
     pub max_connections_per_shard: usize,
     /// TLS on the native port (None: plain TCP).
@@ -47,6 +51,7 @@ impl ServerConfig {
             listen,
             insecure,
             users,
+            mock_auth: MockAuthSecret::generate(),
             max_frame_bytes: nextdb_proto::limits::MAX_FRAME_BYTES,
             max_connections_per_shard: MAX_CONNECTIONS_PER_SHARD,
             tls: None,

@@ -1,4 +1,4 @@
-//! One client connection: handshake and authentication, then pipelined requests.
+//! One client connection: the handshake (`handshake.rs`), then pipelined requests.
 //!
 //! Owned by the core that accepted it. Requests are decoded as soon as their frame is
 //! complete and started in arrival order; a request that finishes on its first poll
@@ -9,31 +9,21 @@
 
 use crate::config::{
     HANDSHAKE_TIMEOUT, MAX_HELD_RESPONSE_BYTES, MAX_IN_FLIGHT_PER_CONNECTION,
-    MAX_PENDING_OUTPUT_BYTES, READ_BUFFER_INITIAL_BYTES, READ_BUFFER_KEEP_BYTES, SERVER_NAME,
-    SHUTDOWN_GRACE, ServerConfig, WRITE_TIMEOUT,
+    MAX_PENDING_OUTPUT_BYTES, SHUTDOWN_GRACE, ServerConfig, WRITE_TIMEOUT,
 };
 use crate::dispatch;
+use crate::frames::{Frame, FrameIo};
+use crate::handshake::{self, Session};
+use event_listener::Event;
 use futures_lite::future::{self, FutureExt};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
-use nextdb_engine::sync::Notify;
-use nextdb_proto::frame::{self, HEADER_BYTES};
-use nextdb_proto::limits::{MAX_VERSION, MIN_VERSION};
-use nextdb_proto::message::{HelloOk, op};
-use nextdb_proto::scram::{MECHANISM, ServerExchange};
 use nextdb_proto::{ErrorCode, ProtoError, Request, Response};
 use nextdb_shard::ShardContext;
-use nextdb_shard::config::SLOTS;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
-
-enum AuthState {
-    AwaitHello,
-    Scram(Box<ServerExchange>),
-    Ready,
-}
+use std::time::{Duration, Instant};
 
 struct Finished {
     id: u32,
@@ -46,7 +36,7 @@ struct Finished {
 #[derive(Default)]
 struct Completions {
     done: RefCell<Vec<Finished>>,
-    notify: Notify,
+    notify: Event,
     /// Requests started and not yet collected.
     in_flight: Cell<usize>,
     /// Approximate bytes of `done`.
@@ -82,26 +72,22 @@ fn approx_size(r: &Response) -> usize {
     }
 }
 
-enum Event {
+enum Wake {
     Read(std::io::Result<usize>),
     Completed,
     Stop,
-    HandshakeTimeout,
 }
 
-/// A connection over `S`: a glommio `TcpStream`, or a TLS stream over one.
-pub struct Conn<S> {
+/// An authenticated connection over `S`: a glommio `TcpStream`, or TLS over one.
+struct Conn<S> {
     ctx: Rc<ShardContext>,
-    cfg: Arc<ServerConfig>,
-    stream: S,
-    rbuf: Vec<u8>,
-    start: usize,
-    end: usize,
-    out: Vec<u8>,
-    auth: AuthState,
+    io: FrameIo<S>,
+    /// Holding it is what lets this connection run requests.
+    session: Rc<Session>,
     comp: Rc<Completions>,
     /// Stop reading; finish what is in flight, flush, close.
     draining: bool,
+    drain_deadline: Option<Instant>,
     /// Close right after the next flush (fatal protocol error).
     close_after_flush: bool,
     /// Whole frames wait in the read buffer because a per-connection limit was hit.
@@ -140,29 +126,32 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     cfg: Arc<ServerConfig>,
     stream: S,
 ) {
+    let mut io = FrameIo::new(stream, cfg.max_frame_bytes);
+    // Without a session there is no `Conn`, so nothing below can run a request.
+    let Some(session) = handshake::authenticate(&ctx, &cfg, &mut io).await else {
+        let _ = io.stream.close().await;
+        return;
+    };
     let mut c = Conn {
         ctx,
-        cfg,
-        stream,
-        rbuf: vec![0; READ_BUFFER_INITIAL_BYTES],
-        start: 0,
-        end: 0,
-        out: Vec::new(),
-        auth: AuthState::AwaitHello,
+        io,
+        session: Rc::new(session),
         comp: Rc::new(Completions::default()),
         draining: false,
+        drain_deadline: None,
         close_after_flush: false,
-        backlog: false,
+        // Frames pipelined behind the handshake are served first.
+        backlog: true,
     };
     if let Err(e) = c.run().await {
         tracing::debug!(error = %e, "connection closed with an error");
     }
-    let _ = c.stream.close().await;
+    let _ = c.io.stream.close().await;
 }
 
 /// Refuses a connection with one error frame (too many connections, shutting down).
 pub async fn refuse(mut stream: TcpStream, code: ErrorCode, message: &str) {
-    let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let mut out = Vec::new();
     Response::error(code, message).encode(0, 0, &mut out);
     let _ = stream.write_all(&out).await;
@@ -171,128 +160,92 @@ pub async fn refuse(mut stream: TcpStream, code: ErrorCode, message: &str) {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn run(&mut self) -> std::io::Result<()> {
-        let handshake_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-        let mut drain_deadline: Option<Instant> = None;
         loop {
-            // Created before collecting: a completion during the write below still
+            // Listening before collecting: a completion during the write below still
             // wakes the wait further down.
-            let completed = self.comp.notify.wait();
+            let completed = self.comp.notify.listen();
             self.collect();
             if self.backlog && self.has_room() {
                 self.process().await;
             }
-            if !self.out.is_empty() {
-                self.stream.write_all(&self.out).await?;
-                self.ctx.core.stats.borrow_mut().conns.bytes_out += self.out.len() as u64;
-                self.out.clear();
-                if self.out.capacity() > READ_BUFFER_KEEP_BYTES {
-                    self.out.shrink_to(READ_BUFFER_KEEP_BYTES);
-                }
-            }
-            if self.close_after_flush {
-                return Ok(());
-            }
-            if self.comp.overflow.get() {
-                self.ctx.core.stats.borrow_mut().conns.protocol_errors += 1;
-                tracing::debug!("closing a connection that does not read its responses");
+            let written = self.io.flush().await?;
+            self.ctx.core.stats.borrow_mut().conns.bytes_out += written as u64;
+            if self.should_close() {
                 return Ok(());
             }
             if self.backlog && self.has_room() {
                 continue;
             }
-            let in_flight = self.comp.in_flight.get();
-            if self.draining {
-                if in_flight == 0 {
-                    return Ok(());
-                }
-                let d = *drain_deadline.get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
-                if Instant::now() >= d {
-                    return Ok(());
-                }
-            }
-            let can_read = !self.draining
-                && in_flight < MAX_IN_FLIGHT_PER_CONNECTION
-                && self.out.len() < MAX_PENDING_OUTPUT_BYTES;
-            let authenticated = matches!(self.auth, AuthState::Ready);
-            if can_read && self.end == self.rbuf.len() {
-                self.make_room(self.end - self.start + 1);
-            }
-            let ev = {
-                let (stream, rbuf, end) = (&mut self.stream, &mut self.rbuf, self.end);
-                let ctx = &self.ctx;
-                let draining = self.draining;
-                let read = async move {
-                    if can_read {
-                        Event::Read(stream.read(&mut rbuf[end..]).await)
-                    } else {
-                        future::pending().await
-                    }
-                };
-                let done = async move {
-                    if in_flight > 0 {
-                        completed.await;
-                        Event::Completed
-                    } else {
-                        future::pending().await
-                    }
-                };
-                let stop = async move {
-                    if draining {
-                        // Re-check the drain deadline now and then.
-                        glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
-                        Event::Completed
-                    } else {
-                        ctx.stopped().await;
-                        Event::Stop
-                    }
-                };
-                let timeout = async move {
-                    if authenticated {
-                        future::pending().await
-                    } else {
-                        let left = handshake_deadline.saturating_duration_since(Instant::now());
-                        glommio::timer::sleep(left).await;
-                        Event::HandshakeTimeout
-                    }
-                };
-                read.or(done).or(stop.or(timeout)).await
-            };
-            match ev {
-                Event::Read(Ok(0)) => self.draining = true,
-                Event::Read(Ok(n)) => {
-                    self.end += n;
+            match self.wait(completed).await {
+                Wake::Read(Ok(0)) | Wake::Stop => self.draining = true,
+                Wake::Read(Ok(n)) => {
                     self.ctx.core.stats.borrow_mut().conns.bytes_in += n as u64;
                     self.process().await;
                 }
-                Event::Read(Err(e)) => return Err(e),
-                Event::Completed => {}
-                Event::Stop => self.draining = true,
-                Event::HandshakeTimeout => {
-                    self.fatal(0, 0, ErrorCode::AuthRequired, "authentication timed out");
-                }
+                Wake::Read(Err(e)) => return Err(e),
+                Wake::Completed => {}
             }
         }
+    }
+
+    /// Whether the connection is done: a fatal error was flushed, the client does not
+    /// read its answers, or it is draining and nothing is left (or time is up).
+    fn should_close(&mut self) -> bool {
+        if self.close_after_flush {
+            return true;
+        }
+        if self.comp.overflow.get() {
+            self.ctx.core.stats.borrow_mut().conns.protocol_errors += 1;
+            tracing::debug!("closing a connection that does not read its responses");
+            return true;
+        }
+        if !self.draining {
+            return false;
+        }
+        let d = *self
+            .drain_deadline
+            .get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
+        self.comp.in_flight.get() == 0 || Instant::now() >= d
+    }
+
+    /// Waits for bytes from the client (when it may send more), a completion, or
+    /// shutdown.
+    async fn wait(&mut self, completed: event_listener::EventListener) -> Wake {
+        let in_flight = self.comp.in_flight.get();
+        let can_read = !self.draining && self.has_room();
+        let (io, ctx, draining) = (&mut self.io, &self.ctx, self.draining);
+        let read = async move {
+            if can_read {
+                Wake::Read(io.read_more().await)
+            } else {
+                future::pending().await
+            }
+        };
+        let done = async move {
+            if in_flight > 0 {
+                completed.await;
+                Wake::Completed
+            } else {
+                future::pending().await
+            }
+        };
+        let stop = async move {
+            if draining {
+                // Re-check the drain deadline now and then.
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+                Wake::Completed
+            } else {
+                ctx.stopped().await;
+                Wake::Stop
+            }
+        };
+        read.or(done).or(stop).await
     }
 
     /// Whether this connection may start more requests now.
     fn has_room(&self) -> bool {
         self.comp.in_flight.get() < MAX_IN_FLIGHT_PER_CONNECTION
-            && self.out.len() < MAX_PENDING_OUTPUT_BYTES
-    }
-
-    /// Ensures `need` bytes of buffer from `start`, compacting or growing.
-    fn make_room(&mut self, need: usize) {
-        if self.start > 0 {
-            self.rbuf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        if self.rbuf.len() < need {
-            let new_len = need
-                .max(self.rbuf.len() * 2)
-                .min(self.cfg.max_frame_bytes + 4);
-            self.rbuf.resize(new_len.max(need), 0);
-        }
+            && self.io.out.len() < MAX_PENDING_OUTPUT_BYTES
     }
 
     fn collect(&mut self) {
@@ -317,17 +270,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             .stats
             .borrow_mut()
             .record(dispatch::stats_index(opcode), micros, ok);
-        resp.encode(opcode, id, &mut self.out);
+        resp.encode(opcode, id, &mut self.io.out);
     }
 
     /// Queues an error and closes the connection after flushing it.
     fn fatal(&mut self, id: u32, opcode: u8, code: ErrorCode, message: &str) {
-        Response::error(code, message).encode(opcode, id, &mut self.out);
-        let mut st = self.ctx.core.stats.borrow_mut();
-        match code {
-            ErrorCode::AuthFailed | ErrorCode::AuthRequired => st.conns.auth_failures += 1,
-            _ => st.conns.protocol_errors += 1,
-        }
+        self.io.queue_fatal(&self.ctx, id, opcode, code, message);
         self.close_after_flush = true;
         self.draining = true;
     }
@@ -338,200 +286,78 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         while !self.close_after_flush {
             if !self.has_room() {
                 // Leave the rest in the buffer until responses drain.
-                self.backlog = self.start < self.end;
+                self.backlog = self.io.has_buffered();
                 break;
             }
-            let buf = &self.rbuf[self.start..self.end];
-            let h = match frame::decode_header(buf, self.cfg.max_frame_bytes) {
-                Ok(Some(h)) => h,
-                Ok(None) => {
-                    if let Some(total) = frame::frame_total_hint(buf)
-                        && total > self.rbuf.len() - self.start
-                    {
-                        self.make_room(total);
-                    }
-                    break;
-                }
-                Err(e) => {
-                    self.fatal(0, 0, e.code(), &e.to_string());
-                    return;
-                }
-            };
-            let decoded = Request::decode(h.opcode, h.flags, &buf[HEADER_BYTES..h.total]);
-            self.start += h.total;
-            match decoded {
-                Ok(req) => self.on_request(h.request_id, h.opcode, req).await,
-                Err(e) => self.on_bad_request(h.request_id, h.opcode, e),
-            }
-        }
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-            if self.rbuf.len() > READ_BUFFER_KEEP_BYTES {
-                self.rbuf.truncate(READ_BUFFER_INITIAL_BYTES);
-                self.rbuf.shrink_to_fit();
+            match self.io.next_frame() {
+                Ok(Some(Frame {
+                    id,
+                    opcode,
+                    request: Ok(req),
+                })) => self.on_request(id, opcode, req).await,
+                Ok(Some(Frame {
+                    id,
+                    opcode,
+                    request: Err(e),
+                })) => self.on_bad_request(id, opcode, e),
+                Ok(None) => break,
+                Err(e) => self.fatal(0, 0, e.code(), &e.to_string()),
             }
         }
     }
 
     fn on_bad_request(&mut self, id: u32, opcode: u8, e: ProtoError) {
-        if !matches!(self.auth, AuthState::Ready) {
-            self.fatal(
-                id,
-                opcode,
-                ErrorCode::AuthRequired,
-                &format!("authenticate first ({e})"),
-            );
-            return;
-        }
         let code = e.code();
         if code.closes_connection() {
             self.fatal(id, opcode, code, &e.to_string());
         } else {
-            self.answer(
-                id,
-                opcode,
-                Instant::now(),
-                &Response::error(code, e.to_string()),
-            );
+            let resp = Response::error(code, e.to_string());
+            self.answer(id, opcode, Instant::now(), &resp);
         }
     }
 
     async fn on_request(&mut self, id: u32, opcode: u8, req: Request) {
-        match std::mem::replace(&mut self.auth, AuthState::Ready) {
-            AuthState::Ready => {}
-            AuthState::AwaitHello => {
-                self.auth = AuthState::AwaitHello;
-                match req {
-                    Request::Hello(h) => self.on_hello(id, h),
-                    _ => self.fatal(id, opcode, ErrorCode::AuthRequired, "send HELLO first"),
-                }
-                return;
-            }
-            AuthState::Scram(ex) => {
-                match req {
-                    Request::Auth { data } => match ex.finish(&data) {
-                        Ok((user, server_final)) => {
-                            tracing::debug!(%user, "authenticated");
-                            Response::AuthOk { data: server_final }.encode(
-                                op::AUTH,
-                                id,
-                                &mut self.out,
-                            );
-                        }
-                        Err(e) => self.fatal(id, opcode, ErrorCode::AuthFailed, &e.to_string()),
-                    },
-                    _ => {
-                        self.auth = AuthState::AwaitHello;
-                        self.fatal(
-                            id,
-                            opcode,
-                            ErrorCode::AuthRequired,
-                            "finish authentication first",
-                        );
-                    }
-                }
-                return;
-            }
-        }
         match req {
             Request::Hello(_) | Request::Auth { .. } => {
-                self.fatal(
-                    id,
-                    opcode,
-                    ErrorCode::ProtocolViolation,
-                    "the session is already authenticated",
-                );
+                let msg = "the session is already authenticated";
+                self.fatal(id, opcode, ErrorCode::ProtocolViolation, msg);
             }
             Request::Ping { payload } => {
                 self.answer(id, opcode, Instant::now(), &Response::Pong { payload });
             }
-            req => {
-                let started = Instant::now();
-                let mut fut = Box::pin(dispatch::execute(self.ctx.clone(), req));
-                if let Some(resp) = future::poll_once(&mut fut).await {
-                    self.answer(id, opcode, started, &resp);
-                    return;
-                }
-                let comp = self.comp.clone();
-                comp.in_flight.set(comp.in_flight.get() + 1);
-                glommio::spawn_local(async move {
-                    let resp = fut.await;
-                    let held = comp.held_bytes.get() + approx_size(&resp);
-                    if held > MAX_HELD_RESPONSE_BYTES {
-                        comp.overflow.set(true);
-                        comp.notify.notify_all();
-                        return;
-                    }
-                    comp.held_bytes.set(held);
-                    comp.done.borrow_mut().push(Finished {
-                        id,
-                        opcode,
-                        started,
-                        resp,
-                    });
-                    comp.notify.notify_all();
-                })
-                .detach();
-            }
+            req => self.start(id, opcode, req).await,
         }
     }
 
-    fn on_hello(&mut self, id: u32, h: nextdb_proto::Hello) {
-        let lo = h.min_version.max(MIN_VERSION);
-        let hi = h.max_version.min(MAX_VERSION);
-        if lo > hi {
-            let msg = format!(
-                "client speaks versions {}..={}, this server {MIN_VERSION}..={MAX_VERSION}",
-                h.min_version, h.max_version
-            );
-            self.fatal(id, op::HELLO, ErrorCode::UnsupportedVersion, &msg);
+    /// Runs a request: answered inline if it completes on its first poll, else in
+    /// its own task whose answer `collect` picks up.
+    async fn start(&mut self, id: u32, opcode: u8, req: Request) {
+        let started = Instant::now();
+        let (ctx, session) = (self.ctx.clone(), self.session.clone());
+        let mut fut = Box::pin(async move { dispatch::execute(ctx, &session, req).await });
+        if let Some(resp) = future::poll_once(&mut fut).await {
+            self.answer(id, opcode, started, &resp);
             return;
         }
-        let mut ok = HelloOk {
-            version: hi,
-            server_name: SERVER_NAME.to_string(),
-            shard: self.ctx.id as u16,
-            shards: self.ctx.shards as u16,
-            slots: SLOTS,
-            authenticated: false,
-            auth_data: Vec::new(),
-        };
-        // Start the SCRAM exchange once, noting whether it names a known user: an
-        // insecure node still runs SCRAM for such a client, which requires mutual
-        // authentication; anyone else is let in there without it.
-        let scram = (h.mechanism == MECHANISM).then(|| {
-            let known = Cell::new(false);
-            let users = &self.cfg.users;
-            let started = ServerExchange::start(&h.auth_data, |u| {
-                let v = users.get(u).cloned();
-                known.set(v.is_some());
-                v
+        let comp = self.comp.clone();
+        comp.in_flight.set(comp.in_flight.get() + 1);
+        glommio::spawn_local(async move {
+            let resp = fut.await;
+            let held = comp.held_bytes.get() + approx_size(&resp);
+            if held > MAX_HELD_RESPONSE_BYTES {
+                comp.overflow.set(true);
+                comp.notify.notify(usize::MAX);
+                return;
+            }
+            comp.held_bytes.set(held);
+            comp.done.borrow_mut().push(Finished {
+                id,
+                opcode,
+                started,
+                resp,
             });
-            (started, known.get())
-        });
-        match scram {
-            Some((_, false)) | None if self.cfg.insecure => {
-                ok.authenticated = true;
-                self.auth = AuthState::Ready;
-            }
-            Some((Ok((ex, server_first)), _)) => {
-                ok.auth_data = server_first;
-                self.auth = AuthState::Scram(Box::new(ex));
-            }
-            Some((Err(e), _)) => {
-                self.fatal(id, op::HELLO, ErrorCode::AuthFailed, &e.to_string());
-                return;
-            }
-            None => {
-                let msg = format!(
-                    "this server requires {MECHANISM} authentication (got {:?})",
-                    h.mechanism
-                );
-                self.fatal(id, op::HELLO, ErrorCode::AuthFailed, &msg);
-                return;
-            }
-        }
-        Response::HelloOk(ok).encode(op::HELLO, id, &mut self.out);
+            comp.notify.notify(usize::MAX);
+        })
+        .detach();
     }
 }

@@ -1,14 +1,24 @@
-//! Turns an authenticated request into shard operations and their answer.
+//! Turns an authenticated request into shard operations and their answer: the one
+//! place where the wire's types (`nextdb_proto`) meet the shard's (`nextdb_shard`).
+//!
+//! A new single-key operation needs a line in `single_key_op` (request to shard
+//! operation) and, if it answers with a new kind of result, one in `response`.
 
-use nextdb_proto::limits::{MAX_KEY_BYTES, MAX_SCAN_BYTES};
-use nextdb_proto::message::op;
+use crate::handshake::Session;
+use nextdb_proto::limits::{MAX_KEY_BYTES, MAX_RESPONSE_BYTES, MAX_SCAN_BYTES};
+use nextdb_proto::message::{self as wire, op};
 use nextdb_proto::{ErrorCode, Request, Response};
-use nextdb_shard::ops::{ShardOp, ShardResult};
+use nextdb_shard::ops::{BatchOp, BatchResult, ResponseBudget, ShardOp, ShardResult, TtlState};
 use nextdb_shard::{ShardContext, ShardError};
 use std::rc::Rc;
 
 /// Version byte of a SCAN continuation token: `[1] ++ last key returned`.
 const TOKEN_V1: u8 = 1;
+
+/// Bytes of a BATCH response besides its values: the count, and per result its
+/// kind, option flag and length (`docs/protocol.md`).
+const BATCH_RESPONSE_FIXED_BYTES: usize = 4;
+const BATCH_RESULT_OVERHEAD_BYTES: usize = 1 + 1 + 4;
 
 /// Index into `nextdb_shard::stats::OP_NAMES` for an opcode.
 pub fn stats_index(opcode: u8) -> usize {
@@ -27,129 +37,167 @@ pub fn stats_index(opcode: u8) -> usize {
     }
 }
 
+/// The protocol's code for a shard error.
+pub fn error_code(e: &ShardError) -> ErrorCode {
+    match e {
+        ShardError::Storage(_) => ErrorCode::Storage,
+        ShardError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+        ShardError::NotAnInteger => ErrorCode::NotAnInteger,
+        ShardError::CrossPartition(_) => ErrorCode::CrossPartition,
+        ShardError::Busy(_) => ErrorCode::Busy,
+        ShardError::ResponseTooLarge(_) => ErrorCode::ResponseTooLarge,
+        ShardError::Timeout(_) => ErrorCode::Timeout,
+        ShardError::ShuttingDown => ErrorCode::ShuttingDown,
+        ShardError::Internal(_) => ErrorCode::Internal,
+    }
+}
+
 fn shard_error(e: ShardError) -> Response {
-    Response::error(e.code(), e.to_string())
+    Response::error(error_code(&e), e.to_string())
 }
 
-fn unexpected() -> Response {
-    Response::error(
-        ErrorCode::Internal,
-        "shard answered with the wrong result kind",
-    )
-}
-
-/// Executes one request (not HELLO/AUTH, which the connection handles).
-pub async fn execute(ctx: Rc<ShardContext>, req: Request) -> Response {
+/// Executes one request (not HELLO/AUTH, which the handshake handles). Only an
+/// authenticated connection holds a [`Session`].
+pub async fn execute(ctx: Rc<ShardContext>, _session: &Session, req: Request) -> Response {
     match req {
-        Request::Get { key } => match ctx.route(ShardOp::Get { key }).await {
-            Ok(ShardResult::Value(v)) => Response::Value(v),
-            Ok(_) => unexpected(),
-            Err(e) => shard_error(e),
-        },
-        Request::Put { key, value, ttl_ms } => {
-            done(ctx.route(ShardOp::Put { key, value, ttl_ms }).await)
-        }
-        Request::Delete { key } => done(ctx.route(ShardOp::Delete { key }).await),
         Request::Scan {
             start,
             end,
             limit,
             token,
-        } => {
-            let start = if token.is_empty() {
-                start
-            } else {
-                match token.split_first() {
-                    Some((&TOKEN_V1, last)) if last.len() <= MAX_KEY_BYTES => {
-                        // Resume at the smallest key after `last`.
-                        let mut s = last.to_vec();
-                        s.push(0);
-                        s
-                    }
-                    _ => {
-                        return Response::error(
-                            ErrorCode::InvalidArgument,
-                            "SCAN token is not one this server issued",
-                        );
-                    }
-                }
-            };
-            if let Some(e) = &end
-                && start >= *e
-            {
-                return Response::Scan {
-                    entries: Vec::new(),
-                    token: Vec::new(),
-                };
-            }
-            match ctx.scan(start, end, limit as usize, MAX_SCAN_BYTES).await {
-                Ok((entries, resume)) => Response::Scan {
-                    entries,
-                    token: resume
-                        .map(|k| {
-                            let mut t = Vec::with_capacity(k.len() + 1);
-                            t.push(TOKEN_V1);
-                            t.extend_from_slice(&k);
-                            t
-                        })
-                        .unwrap_or_default(),
-                },
-                Err(e) => shard_error(e),
-            }
-        }
-        Request::Batch { atomic, ops } => match ctx.batch(atomic, ops).await {
-            Ok(r) => Response::Batch(r),
+        } => scan(&ctx, start, end, limit, token).await,
+        Request::Batch { atomic, ops } => batch(&ctx, atomic, ops).await,
+        Request::Stats => match ctx.stats_json().await {
+            Ok(json) => Response::Stats { json },
             Err(e) => shard_error(e),
         },
+        Request::Ping { payload } => Response::Pong { payload },
+        Request::Hello(_) | Request::Auth { .. } => Response::error(
+            ErrorCode::ProtocolViolation,
+            "HELLO and AUTH are only valid while the session starts",
+        ),
+        single => match single_key_op(single) {
+            Some(op) => ctx.route(op).await.map_or_else(shard_error, response),
+            None => Response::error(ErrorCode::Internal, "no shard operation for the request"),
+        },
+    }
+}
+
+/// The shard operation of a single-key request.
+fn single_key_op(req: Request) -> Option<ShardOp> {
+    Some(match req {
+        Request::Get { key } => ShardOp::Get { key },
+        Request::Put { key, value, ttl_ms } => ShardOp::Put { key, value, ttl_ms },
+        Request::Delete { key } => ShardOp::Delete { key },
         Request::Cas {
             key,
             expected,
             new,
             ttl_ms,
-        } => match ctx
-            .route(ShardOp::Cas {
-                key,
-                expected,
-                new,
-                ttl_ms,
-            })
-            .await
-        {
-            Ok(ShardResult::Cas { swapped, current }) => Response::Cas { swapped, current },
-            Ok(_) => unexpected(),
-            Err(e) => shard_error(e),
+        } => ShardOp::Cas {
+            key,
+            expected,
+            new,
+            ttl_ms,
         },
-        Request::Incr { key, delta } => match ctx.route(ShardOp::Incr { key, delta }).await {
-            Ok(ShardResult::Int(v)) => Response::Int(v),
-            Ok(_) => unexpected(),
-            Err(e) => shard_error(e),
-        },
-        Request::Expire { key, ttl_ms } => match ctx.route(ShardOp::Expire { key, ttl_ms }).await {
-            Ok(ShardResult::Found(f)) => Response::Found(f),
-            Ok(_) => unexpected(),
-            Err(e) => shard_error(e),
-        },
-        Request::Ttl { key } => match ctx.route(ShardOp::Ttl { key }).await {
-            Ok(ShardResult::Ttl(t)) => Response::Ttl(t),
-            Ok(_) => unexpected(),
-            Err(e) => shard_error(e),
-        },
-        Request::Ping { payload } => Response::Pong { payload },
-        Request::Stats => match ctx.stats_json().await {
-            Ok(json) => Response::Stats { json },
-            Err(e) => shard_error(e),
-        },
-        Request::Hello(_) | Request::Auth { .. } => Response::error(
-            ErrorCode::ProtocolViolation,
-            "HELLO and AUTH are only valid while the session starts",
+        Request::Incr { key, delta } => ShardOp::Incr { key, delta },
+        Request::Expire { key, ttl_ms } => ShardOp::Expire { key, ttl_ms },
+        Request::Ttl { key } => ShardOp::Ttl { key },
+        _ => return None,
+    })
+}
+
+/// The wire answer of a shard result.
+fn response(r: ShardResult) -> Response {
+    match r {
+        ShardResult::Value(v) => Response::Value(v),
+        ShardResult::Done => Response::Done,
+        ShardResult::Cas { swapped, current } => Response::Cas { swapped, current },
+        ShardResult::Int(v) => Response::Int(v),
+        ShardResult::Found(f) => Response::Found(f),
+        ShardResult::Ttl(t) => Response::Ttl(match t {
+            TtlState::Missing => wire::TtlState::Missing,
+            TtlState::Persistent => wire::TtlState::Persistent,
+            TtlState::ExpiresIn(ms) => wire::TtlState::ExpiresIn(ms),
+        }),
+        ShardResult::Batch(rs) => Response::Batch(rs.into_iter().map(batch_result).collect()),
+        ShardResult::Entries { .. } | ShardResult::Stats(_) => Response::error(
+            ErrorCode::Internal,
+            "shard answered with the wrong result kind",
         ),
     }
 }
 
-fn done(r: Result<ShardResult, ShardError>) -> Response {
+fn batch_op(o: wire::BatchOp) -> BatchOp {
+    match o {
+        wire::BatchOp::Get { key } => BatchOp::Get { key },
+        wire::BatchOp::Put { key, value, ttl_ms } => BatchOp::Put { key, value, ttl_ms },
+        wire::BatchOp::Delete { key } => BatchOp::Delete { key },
+    }
+}
+
+fn batch_result(r: BatchResult) -> wire::BatchResult {
     match r {
-        Ok(ShardResult::Done) => Response::Done,
-        Ok(_) => unexpected(),
+        BatchResult::Value(v) => wire::BatchResult::Value(v),
+        BatchResult::Done => wire::BatchResult::Done,
+    }
+}
+
+async fn scan(
+    ctx: &ShardContext,
+    start: Vec<u8>,
+    end: Option<Vec<u8>>,
+    limit: u32,
+    token: Vec<u8>,
+) -> Response {
+    let start = if token.is_empty() {
+        start
+    } else {
+        match token.split_first() {
+            Some((&TOKEN_V1, last)) if last.len() <= MAX_KEY_BYTES => {
+                // Resume at the smallest key after `last`.
+                let mut s = last.to_vec();
+                s.push(0);
+                s
+            }
+            _ => {
+                let msg = "SCAN token is not one this server issued";
+                return Response::error(ErrorCode::InvalidArgument, msg);
+            }
+        }
+    };
+    if let Some(e) = &end
+        && start >= *e
+    {
+        return Response::Scan {
+            entries: Vec::new(),
+            token: Vec::new(),
+        };
+    }
+    match ctx.scan(start, end, limit as usize, MAX_SCAN_BYTES).await {
+        Ok(page) => Response::Scan {
+            entries: page.entries,
+            token: page
+                .resume
+                .map(|k| [&[TOKEN_V1][..], &k].concat())
+                .unwrap_or_default(),
+        },
         Err(e) => shard_error(e),
     }
+}
+
+async fn batch(ctx: &ShardContext, atomic: bool, ops: Vec<wire::BatchOp>) -> Response {
+    let budget = batch_budget(ops.len());
+    let ops = ops.into_iter().map(batch_op).collect();
+    match ctx.batch(atomic, ops, budget).await {
+        Ok(rs) => Response::Batch(rs.into_iter().map(batch_result).collect()),
+        Err(e) => shard_error(e),
+    }
+}
+
+/// The value bytes a BATCH of `ops` operations may read: what is left of
+/// `MAX_RESPONSE_BYTES` once every result's framing is counted.
+fn batch_budget(ops: usize) -> ResponseBudget {
+    let framing = BATCH_RESPONSE_FIXED_BYTES + ops * BATCH_RESULT_OVERHEAD_BYTES;
+    ResponseBudget::new(MAX_RESPONSE_BYTES.saturating_sub(framing))
 }

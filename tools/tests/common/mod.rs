@@ -32,6 +32,8 @@ pub struct Opts {
     pub shards: usize,
     pub sync: &'static str,
     pub extra: Vec<String>,
+    /// Environment variables for the server process.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for Opts {
@@ -41,6 +43,7 @@ impl Default for Opts {
             shards: 2,
             sync: "fsync",
             extra: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -53,6 +56,14 @@ impl Server {
 
     pub fn start_on(dir: &Path, port: u16, opts: &Opts) -> Server {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut cmd = Self::command(dir, addr, opts);
+        let mut child = cmd.spawn().expect("cannot start nextdb serve");
+        let output = Self::collect_output(&mut child);
+        Self::wait_ready(child, addr, dir, output)
+    }
+
+    /// The `nextdb serve` command `start_on` runs.
+    pub fn command(dir: &Path, addr: SocketAddr, opts: &Opts) -> Command {
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--data-dir")
@@ -69,12 +80,17 @@ impl Server {
             .arg("16")
             .arg("--no-pin")
             .args(&opts.extra)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if opts.insecure {
             cmd.arg("--insecure");
         }
-        let mut child = cmd.spawn().expect("cannot start nextdb serve");
+        cmd
+    }
+
+    /// Lines of the child's stdout and stderr (the latter prefixed `stderr: `).
+    pub fn collect_output(child: &mut Child) -> mpsc::Receiver<String> {
         let (tx, rx) = mpsc::channel();
         let out = child.stdout.take().unwrap();
         let err = child.stderr.take().unwrap();
@@ -89,6 +105,15 @@ impl Server {
                 let _ = tx2.send(format!("stderr: {l}"));
             }
         });
+        rx
+    }
+
+    fn wait_ready(
+        mut child: Child,
+        addr: SocketAddr,
+        dir: &Path,
+        rx: mpsc::Receiver<String>,
+    ) -> Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut seen = Vec::new();
         loop {

@@ -28,7 +28,7 @@ use std::time::Duration;
 use nextdb_client::proto::frame::{HEADER_BYTES, decode_header};
 use nextdb_client::proto::limits::{MAX_FRAME_BYTES, MAX_VERSION};
 use nextdb_client::proto::message::op;
-use nextdb_client::proto::scram::{ServerExchange, Verifier};
+use nextdb_client::proto::scram::{MockAuthSecret, ServerExchange, Verifier};
 use nextdb_client::proto::{BatchOp, BatchResult, ErrorCode, HelloOk, Request, Response, TtlState};
 use nextdb_client::{Config, TlsConfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -70,6 +70,7 @@ type Data = BTreeMap<Vec<u8>, (Vec<u8>, Option<u64>)>;
 struct Shared {
     opts: Options,
     verifier: Verifier,
+    mock: MockAuthSecret,
     data: Mutex<Data>,
     busy_done: Mutex<HashSet<Vec<u8>>>,
     stats: Arc<Stats>,
@@ -138,6 +139,7 @@ impl FakeServer {
         let shared = Arc::new(Shared {
             opts,
             verifier: Verifier::generate("pw", 4096),
+            mock: MockAuthSecret::generate(),
             data: Mutex::new(BTreeMap::new()),
             busy_done: Mutex::new(HashSet::new()),
             stats: stats.clone(),
@@ -229,7 +231,7 @@ fn serve<S: Read + Write>(mut stream: S, sh: &Shared) {
                 Ok(Request::Hello(hello)) if !authed && scram.is_none() => {
                     if hello.mechanism == "SCRAM-SHA-256" {
                         let lookup = |u: &str| (u == "alice").then(|| sh.verifier.clone());
-                        match ServerExchange::start(&hello.auth_data, lookup) {
+                        match ServerExchange::start(&hello.auth_data, lookup, &sh.mock) {
                             Ok((ex, first)) => {
                                 scram = Some(ex);
                                 hello_ok(false, first).encode(op::HELLO, id, &mut out);

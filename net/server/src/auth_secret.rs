@@ -1,0 +1,132 @@
+//! The node's mock-authentication secret, `<data-dir>/auth-secret`: 32 random bytes,
+//! created once with mode 0600 and read at every start. It keys the salt an unknown
+//! user is shown (`nextdb_proto::scram::MockAuthSecret`), so that salt is stable for
+//! this node and unpredictable elsewhere. Format in `docs/formats.md`.
+//!
+//! Crash safety: the bytes go to `auth-secret.tmp` (0600), which is fsynced and then
+//! renamed over the final name, and the directory is fsynced; a crash before the
+//! rename leaves no `auth-secret` (a new one is made at the next start: no client has
+//! seen a salt from the lost one), after it the whole file.
+
+use nextdb_proto::scram::MockAuthSecret;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub const FILE_NAME: &str = "auth-secret";
+/// Permission bits of the file: owner read and write only.
+pub const FILE_MODE: u32 = 0o600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} holds {len} bytes, expected {expected}: restore it or delete it")]
+    BadLength {
+        path: PathBuf,
+        len: usize,
+        expected: usize,
+    },
+    #[error("{path} is readable by others (mode {mode:o}): run `chmod 600` on it")]
+    TooOpen { path: PathBuf, mode: u32 },
+}
+
+pub fn path(data_dir: &Path) -> PathBuf {
+    data_dir.join(FILE_NAME)
+}
+
+/// Reads the node's secret, creating it on first start.
+pub fn load_or_create(data_dir: &Path) -> Result<MockAuthSecret, SecretError> {
+    let path = path(data_dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => parse(&path, &bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(data_dir, &path),
+        Err(source) => Err(SecretError::Read { path, source }),
+    }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<MockAuthSecret, SecretError> {
+    let mode = std::fs::metadata(path)
+        .map_err(|source| SecretError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(SecretError::TooOpen {
+            path: path.to_path_buf(),
+            mode: mode & 0o777,
+        });
+    }
+    let exact =
+        <[u8; MockAuthSecret::BYTES]>::try_from(bytes).map_err(|_| SecretError::BadLength {
+            path: path.to_path_buf(),
+            len: bytes.len(),
+            expected: MockAuthSecret::BYTES,
+        })?;
+    Ok(MockAuthSecret::from_bytes(exact))
+}
+
+fn create(data_dir: &Path, path: &Path) -> Result<MockAuthSecret, SecretError> {
+    let secret = MockAuthSecret::generate();
+    let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        // A stale temporary file keeps its old mode: set it explicitly.
+        f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+        f.write_all(secret.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(data_dir)?.sync_all()
+    };
+    write().map_err(|source| SecretError::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_once_private_and_stable() {
+        let d = tempfile::tempdir().unwrap();
+        let a = load_or_create(d.path()).unwrap();
+        let mode = std::fs::metadata(path(d.path()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, FILE_MODE);
+        assert_eq!(load_or_create(d.path()).unwrap(), a);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(load_or_create(other.path()).unwrap(), a);
+
+        std::fs::set_permissions(path(d.path()), std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            load_or_create(d.path()),
+            Err(SecretError::TooOpen { .. })
+        ));
+        std::fs::write(path(d.path()), b"short").unwrap();
+        std::fs::set_permissions(path(d.path()), std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(
+            load_or_create(d.path()),
+            Err(SecretError::BadLength { len: 5, .. })
+        ));
+    }
+}
