@@ -213,3 +213,14 @@ fn power_cut_recovers_without_an_operator() {
         );
     });
 }
+
+/// The checker itself: a lost synced write and a hole are both reported.
+#[test]
+fn prefix_check_reports_lost_synced_writes_and_holes() {
+    assert!(check_prefix(&[true, true, false], Some(1), "t").is_ok());
+    assert!(check_prefix(&[false, false], None, "t").is_ok());
+    let lost = check_prefix(&[true, false, false], Some(1), "t").unwrap_err();
+    assert!(lost.contains("synced write 1 lost"), "{lost}");
+    let hole = check_prefix(&[true, false, true], Some(0), "t").unwrap_err();
+    assert!(hole.contains("replayed past a hole"), "{hole}");
+}
