@@ -143,7 +143,8 @@ impl Arena {
 
 /// Asks the kernel to back a huge-page-aligned chunk with transparent huge pages. Only
 /// advice: failure (or a kernel with THP off) just leaves normal pages.
-#[cfg(target_os = "linux")]
+// Miri cannot call madvise; under it the advice is skipped (scripts/miri).
+#[cfg(all(target_os = "linux", not(miri)))]
 fn advise_huge_pages(ptr: NonNull<u8>, bytes: usize) {
     // SAFETY: the range is exactly one live allocation of ours, aligned to the huge page
     // size; MADV_HUGEPAGE changes no contents and cannot invalidate the memory.
@@ -152,7 +153,7 @@ fn advise_huge_pages(ptr: NonNull<u8>, bytes: usize) {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(any(not(target_os = "linux"), miri))]
 fn advise_huge_pages(_ptr: NonNull<u8>, _bytes: usize) {}
 
 #[cfg(test)]

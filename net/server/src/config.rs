@@ -15,6 +15,12 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Requests one connection may have in flight; beyond it the server stops reading
 /// from the socket until some complete (pipelining back-pressure).
 pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
+/// Request bytes (encoded frames) one connection may have executing in their own
+/// tasks; beyond it the server stops reading from the socket until some complete. The
+/// count bound above alone let a pipeline of 1 MiB PUTs hold a gigabyte per
+/// connection. A request is admitted while the connection is below the bound, so one
+/// frame of any legal size still runs.
+pub const MAX_IN_FLIGHT_REQUEST_BYTES_PER_CONNECTION: usize = 8 << 20;
 /// Response bytes one connection may have queued before the server stops reading.
 pub const MAX_PENDING_OUTPUT_BYTES: usize = 4 << 20;
 /// Response bytes one connection may hold (queued and finished-but-unsent). Beyond

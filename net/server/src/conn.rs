@@ -9,7 +9,8 @@
 
 use crate::config::{
     HANDSHAKE_TIMEOUT, MAX_HELD_RESPONSE_BYTES, MAX_IN_FLIGHT_PER_CONNECTION,
-    MAX_PENDING_OUTPUT_BYTES, SHUTDOWN_GRACE, ServerConfig, WRITE_TIMEOUT,
+    MAX_IN_FLIGHT_REQUEST_BYTES_PER_CONNECTION, MAX_PENDING_OUTPUT_BYTES, SHUTDOWN_GRACE,
+    ServerConfig, WRITE_TIMEOUT,
 };
 use crate::dispatch;
 use crate::frames::{Frame, FrameIo};
@@ -39,6 +40,8 @@ struct Completions {
     notify: Event,
     /// Requests started and not yet collected.
     in_flight: Cell<usize>,
+    /// Encoded bytes of the requests started and not yet finished.
+    in_flight_bytes: Cell<usize>,
     /// Approximate bytes of `done`.
     held_bytes: Cell<usize>,
     /// Set when `held_bytes` would pass `MAX_HELD_RESPONSE_BYTES`: close.
@@ -245,6 +248,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Whether this connection may start more requests now.
     fn has_room(&self) -> bool {
         self.comp.in_flight.get() < MAX_IN_FLIGHT_PER_CONNECTION
+            && self.comp.in_flight_bytes.get() < MAX_IN_FLIGHT_REQUEST_BYTES_PER_CONNECTION
             && self.io.out.len() < MAX_PENDING_OUTPUT_BYTES
     }
 
@@ -293,12 +297,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Ok(Some(Frame {
                     id,
                     opcode,
+                    bytes,
                     request: Ok(req),
-                })) => self.on_request(id, opcode, req).await,
+                })) => self.on_request(id, opcode, bytes, req).await,
                 Ok(Some(Frame {
                     id,
                     opcode,
                     request: Err(e),
+                    ..
                 })) => self.on_bad_request(id, opcode, e),
                 Ok(None) => break,
                 Err(e) => self.fatal(0, 0, e.code(), &e.to_string()),
@@ -316,7 +322,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    async fn on_request(&mut self, id: u32, opcode: u8, req: Request) {
+    async fn on_request(&mut self, id: u32, opcode: u8, bytes: usize, req: Request) {
         match req {
             Request::Hello(_) | Request::Auth { .. } => {
                 let msg = "the session is already authenticated";
@@ -325,13 +331,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Request::Ping { payload } => {
                 self.answer(id, opcode, Instant::now(), &Response::Pong { payload });
             }
-            req => self.start(id, opcode, req).await,
+            req => self.start(id, opcode, bytes, req).await,
         }
     }
 
     /// Runs a request: answered inline if it completes on its first poll, else in
     /// its own task whose answer `collect` picks up.
-    async fn start(&mut self, id: u32, opcode: u8, req: Request) {
+    async fn start(&mut self, id: u32, opcode: u8, bytes: usize, req: Request) {
         let started = Instant::now();
         let (ctx, session) = (self.ctx.clone(), self.session.clone());
         let mut fut = Box::pin(async move { dispatch::execute(ctx, &session, req).await });
@@ -341,8 +347,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         let comp = self.comp.clone();
         comp.in_flight.set(comp.in_flight.get() + 1);
+        comp.in_flight_bytes.set(comp.in_flight_bytes.get() + bytes);
         glommio::spawn_local(async move {
             let resp = fut.await;
+            comp.in_flight_bytes.set(comp.in_flight_bytes.get() - bytes);
             let held = comp.held_bytes.get() + approx_size(&resp);
             if held > MAX_HELD_RESPONSE_BYTES {
                 comp.overflow.set(true);

@@ -12,6 +12,8 @@ use nextdb_shard::ShardContext;
 pub struct Frame {
     pub id: u32,
     pub opcode: u8,
+    /// Encoded size of the frame: what the decoded request roughly holds in memory.
+    pub bytes: usize,
     pub request: Result<Request, ProtoError>,
 }
 
@@ -60,6 +62,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
         Ok(Some(Frame {
             id: h.request_id,
             opcode: h.opcode,
+            bytes: h.total,
             request,
         }))
     }

@@ -118,6 +118,7 @@ fn step<S: AsyncRead + AsyncWrite + Unpin>(
         id,
         opcode,
         request,
+        ..
     } = frame;
     let mut refuse = |code, msg: &str| {
         io.queue_fatal(ctx, id, opcode, code, msg);

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod load;
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_nextdb")
 }
