@@ -2,7 +2,7 @@
 //! storage engine, its key locks, its counters); a partition map that routes a key to
 //! its owning core; a channel mesh between cores for requests that land on the wrong
 //! one. Services (the native protocol server, later pgwire) run on every core and call
-//! [`ShardContext::call`], which executes locally or sends the operation to the owner.
+//! [`router::Router::call`], which executes locally or sends the operation to the owner.
 
 pub mod admission;
 pub mod config;
@@ -13,6 +13,7 @@ pub mod locks;
 pub mod meta;
 pub mod node;
 pub mod ops;
+pub mod router;
 pub mod routing;
 pub mod shutdown;
 pub mod stats;
@@ -21,3 +22,4 @@ pub use config::{NodeConfig, SyncMode};
 pub use error::ShardError;
 pub use node::{Node, ShardContext};
 pub use ops::{ShardOp, ShardResult};
+pub use router::{Router, Transport};

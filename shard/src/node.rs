@@ -10,10 +10,10 @@ use crate::error::ShardError;
 use crate::exec::ShardCore;
 use crate::failure;
 use crate::meta;
-use crate::ops::{BatchOp, BatchResult, ResponseBudget, ShardOp, ShardReply, ShardResult};
+use crate::ops::{ShardOp, ShardReply};
+use crate::router::{Router, Transport};
 use crate::routing::PartitionMap;
 use crate::shutdown::Shutdown;
-use crate::stats::{ShardStatsSnapshot, node_json};
 use event_listener::Event;
 use futures_lite::future;
 use glommio::channels::channel_mesh::{MeshBuilder, Receivers, Senders};
@@ -21,11 +21,10 @@ use glommio::{Latency, Placement, Shares};
 use nextdb_engine::db::Db;
 use nextdb_engine::fs::glommio_fs::DmaFs;
 use std::future::Future;
-use std::pin::Pin;
+use std::ops::Deref;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Poll;
 
 /// A request for another core and where its answer goes.
 pub struct Envelope {
@@ -33,19 +32,47 @@ pub struct Envelope {
     reply: flume::Sender<ShardReply>,
 }
 
-/// What every service on a core sees: its shard, the routing map, the mesh.
+/// What every service on a core sees: its router (shard, partition map, the other
+/// cores over the mesh; `Deref` makes `ctx.route(..)`, `ctx.core` read as before) and
+/// the node's lifecycle.
 pub struct ShardContext {
-    pub id: usize,
-    pub shards: usize,
-    pub map: PartitionMap,
-    pub core: Rc<ShardCore<DmaFs>>,
-    pub sync: SyncMode,
-    mesh: Senders<Envelope>,
-    /// shard id → mesh peer index (join order decides peer indexes).
-    peers: Arc<Vec<AtomicUsize>>,
+    pub router: Router<DmaFs, Mesh>,
     shutdown: Arc<Shutdown>,
     /// Notified (on this core) once shutdown begins.
     stop_local: Rc<Event>,
+}
+
+impl Deref for ShardContext {
+    type Target = Router<DmaFs, Mesh>;
+    fn deref(&self) -> &Self::Target {
+        &self.router
+    }
+}
+
+/// The node's transport between cores: glommio's channel mesh, one envelope per
+/// request, the answer on a one-shot channel.
+pub struct Mesh {
+    senders: Senders<Envelope>,
+    /// shard id → mesh peer index (join order decides peer indexes).
+    peers: Arc<Vec<AtomicUsize>>,
+}
+
+impl Transport for Mesh {
+    async fn send(&self, shard: usize, op: ShardOp) -> ShardReply {
+        let (tx, rx) = flume::bounded(1);
+        let peer = self.peers[shard].load(Ordering::Relaxed);
+        if self
+            .senders
+            .send_to(peer, Envelope { op, reply: tx })
+            .await
+            .is_err()
+        {
+            return Err(ShardError::ShuttingDown);
+        }
+        rx.recv_async()
+            .await
+            .unwrap_or(Err(ShardError::ShuttingDown))
+    }
 }
 
 impl ShardContext {
@@ -79,264 +106,6 @@ impl ShardContext {
             println!("nextdb: ready: {what} on {} shards", self.shards);
         }
     }
-
-    /// Runs `op` on `shard`: directly when it is this core, else through the mesh.
-    pub async fn call(&self, shard: usize, op: ShardOp) -> ShardReply {
-        if shard == self.id {
-            return self.core.clone().run(op).await;
-        }
-        let (tx, rx) = flume::bounded(1);
-        let peer = self.peers[shard].load(Ordering::Relaxed);
-        self.core.stats.borrow_mut().cross_core_sent += 1;
-        if self
-            .mesh
-            .send_to(peer, Envelope { op, reply: tx })
-            .await
-            .is_err()
-        {
-            return Err(ShardError::ShuttingDown);
-        }
-        rx.recv_async()
-            .await
-            .unwrap_or(Err(ShardError::ShuttingDown))
-    }
-
-    /// Runs a single-key operation on the core that owns its key.
-    pub async fn route(&self, op: ShardOp) -> ShardReply {
-        let shard = match op.routing_key() {
-            Some(k) => self.map.shard_of(k),
-            None => self.id,
-        };
-        self.call(shard, op).await
-    }
-
-    /// Up to `limit` entries of `[start, end)` in key order across every shard, and
-    /// the key to resume after (None: the range is exhausted). Each shard gets an
-    /// equal share of `max_bytes`, so the gathered page never holds more than it,
-    /// except a page of one entry that alone exceeds its share.
-    pub async fn scan(
-        &self,
-        start: Vec<u8>,
-        end: Option<Vec<u8>>,
-        limit: usize,
-        max_bytes: usize,
-    ) -> Result<ScanPage, ShardError> {
-        let share = (max_bytes / self.shards).max(1);
-        let calls = (0..self.shards)
-            .map(|s| {
-                let (start, end) = (start.clone(), end.clone());
-                self.call(
-                    s,
-                    ShardOp::Scan {
-                        start,
-                        end,
-                        limit,
-                        max_bytes: share,
-                    },
-                )
-            })
-            .collect();
-        let mut pages = Vec::with_capacity(self.shards);
-        for r in join_all(calls).await {
-            pages.push(entries_of(r?)?);
-        }
-        let page = merge_scan_pages(pages, limit);
-        match (&page.entries[..], &page.resume) {
-            // Every shard's next entry is larger than its share: send it alone.
-            ([], Some(big)) => self.scan_one(big.clone(), end).await,
-            _ => Ok(page),
-        }
-    }
-
-    /// The first entry at or after `key` on its owner, whatever its size.
-    async fn scan_one(&self, key: Vec<u8>, end: Option<Vec<u8>>) -> Result<ScanPage, ShardError> {
-        let shard = self.map.shard_of(&key);
-        let op = ShardOp::Scan {
-            start: key,
-            end,
-            limit: 1,
-            max_bytes: usize::MAX,
-        };
-        let (entries, _) = entries_of(self.call(shard, op).await?)?;
-        let resume = entries.last().map(|(k, _)| k.clone());
-        Ok(ScanPage { entries, resume })
-    }
-
-    /// A batch. Atomic batches must stay in one partition; others are split by owner,
-    /// run on every owner concurrently (each part atomic on its shard) and gathered in
-    /// request order. Every part's GETs charge the one `budget`.
-    pub async fn batch(
-        &self,
-        atomic: bool,
-        ops: Vec<BatchOp>,
-        budget: ResponseBudget,
-    ) -> Result<Vec<BatchResult>, ShardError> {
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        let total = ops.len();
-        let parts = self.split_by_shard(ops);
-        if atomic {
-            self.check_one_partition(&parts)?;
-        }
-        let mut indexes = Vec::with_capacity(parts.len());
-        let mut calls = Vec::with_capacity(parts.len());
-        for BatchPart {
-            shard,
-            indexes: idx,
-            ops,
-        } in parts
-        {
-            indexes.push(idx);
-            let budget = budget.clone();
-            calls.push(self.call(shard, ShardOp::Batch { ops, budget }));
-        }
-        let replies = join_all(calls).await;
-        let mut out: Vec<Option<BatchResult>> = (0..total).map(|_| None).collect();
-        for (idx, r) in indexes.into_iter().zip(replies) {
-            match r? {
-                ShardResult::Batch(results) if results.len() == idx.len() => {
-                    for (i, res) in idx.into_iter().zip(results) {
-                        out[i] = Some(res);
-                    }
-                }
-                _ => {
-                    return Err(ShardError::Internal(
-                        "batch answered with another result".into(),
-                    ));
-                }
-            }
-        }
-        out.into_iter()
-            .map(|r| r.ok_or_else(|| ShardError::Internal("batch result missing".into())))
-            .collect()
-    }
-
-    /// The batch's operations grouped by owning shard, with their request positions.
-    fn split_by_shard(&self, ops: Vec<BatchOp>) -> Vec<BatchPart> {
-        let mut parts: Vec<BatchPart> = Vec::new();
-        for (i, op) in ops.into_iter().enumerate() {
-            let shard = self.map.shard_of(op.key());
-            match parts.iter_mut().find(|p| p.shard == shard) {
-                Some(p) => {
-                    p.indexes.push(i);
-                    p.ops.push(op);
-                }
-                None => parts.push(BatchPart {
-                    shard,
-                    indexes: vec![i],
-                    ops: vec![op],
-                }),
-            }
-        }
-        parts
-    }
-
-    fn check_one_partition(&self, parts: &[BatchPart]) -> Result<(), ShardError> {
-        let mut partitions: Vec<u32> = Vec::new();
-        for op in parts.iter().flat_map(|p| &p.ops) {
-            let id = self.map.partition_of(op.key()).id;
-            if !partitions.contains(&id) {
-                partitions.push(id);
-            }
-        }
-        if partitions.len() > 1 {
-            return Err(ShardError::CrossPartition(partitions.len()));
-        }
-        Ok(())
-    }
-
-    /// The STATS document of the whole node.
-    pub async fn stats_json(&self) -> Result<String, ShardError> {
-        let calls = (0..self.shards)
-            .map(|s| self.call(s, ShardOp::Stats))
-            .collect();
-        let mut snaps: Vec<ShardStatsSnapshot> = Vec::new();
-        for r in join_all(calls).await {
-            match r? {
-                ShardResult::Stats(s) => snaps.push(*s),
-                _ => {
-                    return Err(ShardError::Internal(
-                        "stats answered with another result".into(),
-                    ));
-                }
-            }
-        }
-        Ok(node_json(&snaps, &self.sync.to_string()).to_string())
-    }
-}
-
-/// One page of a SCAN: entries in key order, and the key to resume after.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct ScanPage {
-    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
-    /// None: the range is exhausted.
-    pub resume: Option<Vec<u8>>,
-}
-
-/// The operations of a batch that one shard runs, and their request positions.
-struct BatchPart {
-    shard: usize,
-    indexes: Vec<usize>,
-    ops: Vec<BatchOp>,
-}
-
-type ShardPage = (Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>);
-
-fn entries_of(r: ShardResult) -> Result<ShardPage, ShardError> {
-    match r {
-        ShardResult::Entries { entries, next } => Ok((entries, next)),
-        _ => Err(ShardError::Internal(
-            "scan answered with another result".into(),
-        )),
-    }
-}
-
-/// Merges the shards' pages of one SCAN. A shard that stopped early may hold keys
-/// from its `next` on, so the page ends before the smallest such key (or the next
-/// page would skip them), and then after `limit` entries. `resume` is the last key
-/// kept when anything was cut; with nothing kept it is the cut itself (the caller
-/// fetches that entry alone).
-pub fn merge_scan_pages(pages: Vec<ShardPage>, limit: usize) -> ScanPage {
-    let cut = pages.iter().filter_map(|(_, next)| next.clone()).min();
-    let mut entries: Vec<(Vec<u8>, Vec<u8>)> = pages
-        .into_iter()
-        .flat_map(|(entries, _)| entries)
-        .filter(|(k, _)| cut.as_ref().is_none_or(|c| k < c))
-        .collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let truncated = entries.len() > limit;
-    entries.truncate(limit);
-    let resume = match entries.last() {
-        Some((last, _)) if truncated || cut.is_some() => Some(last.clone()),
-        Some(_) => None,
-        None => cut,
-    };
-    ScanPage { entries, resume }
-}
-
-/// Polls every future until all complete; results in input order.
-pub async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
-            if o.is_none() {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => *o = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
 }
 
 /// Why a node could not start or stopped badly.
@@ -514,14 +283,9 @@ where
             while shutdown.opened() < cfg.shards && !shutdown.is_stopping() {
                 glommio::timer::sleep(OPEN_POLL).await;
             }
+            let mesh = Mesh { senders, peers };
             let ctx = Rc::new(ShardContext {
-                id,
-                shards: cfg.shards,
-                map: PartitionMap::even(cfg.shards),
-                core,
-                sync: cfg.sync,
-                mesh: senders,
-                peers,
+                router: Router::new(core, PartitionMap::even(cfg.shards), mesh),
                 shutdown: shutdown.clone(),
                 stop_local,
             });
@@ -643,42 +407,4 @@ fn spawn_sync_tick(db: Rc<Db<DmaFs>>, shutdown: Arc<Shutdown>) -> Result<(), Str
     .map_err(|e| e.to_string())?
     .detach();
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn kv(k: &str) -> (Vec<u8>, Vec<u8>) {
-        (k.as_bytes().to_vec(), b"v".to_vec())
-    }
-
-    fn page(keys: &[&str], next: Option<&str>) -> ShardPage {
-        (
-            keys.iter().map(|k| kv(k)).collect(),
-            next.map(|n| n.as_bytes().to_vec()),
-        )
-    }
-
-    #[test]
-    fn merged_pages_end_before_the_first_key_a_shard_held_back() {
-        let p = merge_scan_pages(
-            vec![page(&["a", "d"], Some("e")), page(&["b", "f"], None)],
-            10,
-        );
-        assert_eq!(p.entries, vec![kv("a"), kv("b"), kv("d")]);
-        assert_eq!(p.resume, Some(b"d".to_vec()));
-
-        let p = merge_scan_pages(vec![page(&["a"], None), page(&["b"], None)], 10);
-        assert_eq!((p.entries.len(), p.resume), (2, None));
-
-        let p = merge_scan_pages(vec![page(&["a", "c"], None), page(&["b"], None)], 2);
-        assert_eq!(p.entries, vec![kv("a"), kv("b")]);
-        assert_eq!(p.resume, Some(b"b".to_vec()));
-
-        // Nothing fits any share: the page is empty and names the entry to send alone.
-        let p = merge_scan_pages(vec![page(&[], Some("k")), page(&[], Some("j"))], 10);
-        assert_eq!(p.entries, vec![]);
-        assert_eq!(p.resume, Some(b"j".to_vec()));
-    }
 }

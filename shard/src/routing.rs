@@ -70,6 +70,15 @@ impl PartitionMap {
     pub fn partitions(&self) -> &[Partition] {
         &self.partitions
     }
+
+    /// How many shards own partitions of this map.
+    pub fn shards(&self) -> usize {
+        self.partitions
+            .iter()
+            .map(|p| p.shard + 1)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 #[cfg(test)]
