@@ -48,6 +48,15 @@ impl Error {
         }
     }
 
+    /// The error as an `std::io::Error`, for callers outside the engine that report
+    /// file errors as such (the I/O error itself when there is one).
+    pub fn into_io(self) -> std::io::Error {
+        match self {
+            Error::Io { source, .. } => source,
+            other => std::io::Error::other(other.to_string()),
+        }
+    }
+
     /// Builds a corruption error naming file and offset.
     pub fn corruption(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
         Error::Corruption {

@@ -47,12 +47,15 @@ pub fn check_or_create(dir: &Path, shards: usize) -> Result<(), String> {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             let text = format!("{HEADER}\nshards={shards}\nslots={SLOTS}\n");
-            nextdb_engine::fs::atomic::write_atomic_blocking(dir, FILE_NAME, text.as_bytes())
+            nextdb_engine::fs::atomic::write_atomic_blocking(dir, FILE_NAME, text.as_bytes(), MODE)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }
+
+/// Permission bits of `NODE`: world-readable, like PostgreSQL's `PG_VERSION`.
+const MODE: u32 = 0o644;
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,5 @@
-//! The one way NextDB replaces a small whole file (`CURRENT`, `NODE`, `users`): write a
+//! The one way NextDB replaces a small whole file (`CURRENT`, `NODE`, `users`,
+//! `auth-secret`): write a
 //! temporary file, fsync it, rename it over the name, fsync the directory.
 //!
 //! The sequence is written once, in [`write_atomic`], over the three operations it
@@ -9,6 +10,7 @@
 use super::{FileSystem, StreamWriter};
 use crate::{Error, Result};
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Suffix of the temporary file (`NAME.tmp`). Readers ignore it; a writer overwrites
@@ -44,14 +46,27 @@ impl<F: FileSystem> AtomicFiles for F {
     }
 }
 
-/// Blocking `std::fs`, for threads that run no executor (node start-up, admin tool).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StdFiles;
+/// Blocking `std::fs`, for threads that run no executor (node start-up, admin tool),
+/// creating files with permission bits `mode` (e.g. 0o600 for secrets).
+#[derive(Debug, Clone, Copy)]
+pub struct StdFiles {
+    pub mode: u32,
+}
 
 impl AtomicFiles for StdFiles {
     async fn write_synced(&self, path: &Path, data: &[u8]) -> Result<()> {
         let io = |e| Error::io(path, e);
-        let mut f = std::fs::File::create(path).map_err(io)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(self.mode)
+            .open(path)
+            .map_err(io)?;
+        // A stale temporary file keeps its old mode (and `open` applies the umask):
+        // set the bits explicitly before any byte is written.
+        f.set_permissions(std::fs::Permissions::from_mode(self.mode))
+            .map_err(io)?;
         f.write_all(data).map_err(io)?;
         f.sync_all().map_err(io)
     }
@@ -96,9 +111,10 @@ pub async fn write_atomic<A: AtomicFiles>(
     fs.sync_dir(dir).await
 }
 
-/// [`write_atomic`] on `std::fs`, for callers outside an executor.
-pub fn write_atomic_blocking(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
-    futures_lite::future::block_on(write_atomic(&StdFiles, dir, name, data))
+/// [`write_atomic`] on `std::fs`, for callers outside an executor; the file gets
+/// permission bits `mode`.
+pub fn write_atomic_blocking(dir: &Path, name: &str, data: &[u8], mode: u32) -> Result<()> {
+    futures_lite::future::block_on(write_atomic(&StdFiles { mode }, dir, name, data))
 }
 
 #[cfg(test)]
@@ -163,9 +179,27 @@ mod tests {
     #[test]
     fn blocking_replace_on_std_fs() {
         let d = tempfile::tempdir().unwrap();
-        write_atomic_blocking(d.path(), "F", b"one").unwrap();
-        write_atomic_blocking(d.path(), "F", b"two").unwrap();
+        write_atomic_blocking(d.path(), "F", b"one", 0o644).unwrap();
+        write_atomic_blocking(d.path(), "F", b"two", 0o644).unwrap();
         assert_eq!(std::fs::read(d.path().join("F")).unwrap(), b"two");
         assert!(!d.path().join("F.tmp").exists());
+    }
+
+    #[test]
+    fn blocking_replace_sets_the_mode_even_over_a_stale_temporary_file() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("S.tmp"), b"stale").unwrap();
+        std::fs::set_permissions(
+            d.path().join("S.tmp"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        write_atomic_blocking(d.path(), "S", b"secret", 0o600).unwrap();
+        let mode = std::fs::metadata(d.path().join("S"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read(d.path().join("S")).unwrap(), b"secret");
     }
 }

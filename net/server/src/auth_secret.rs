@@ -3,14 +3,13 @@
 //! user is shown (`nextdb_proto::scram::MockAuthSecret`), so that salt is stable for
 //! this node and unpredictable elsewhere. Format in `docs/formats.md`.
 //!
-//! Crash safety: the bytes go to `auth-secret.tmp` (0600), which is fsynced and then
-//! renamed over the final name, and the directory is fsynced; a crash before the
-//! rename leaves no `auth-secret` (a new one is made at the next start: no client has
-//! seen a salt from the lost one), after it the whole file.
+//! Crash safety: written by `nextdb_engine::fs::atomic::write_atomic_blocking` (a
+//! 0600 temporary file, fsynced, renamed over the name, the directory fsynced); a
+//! crash before the rename leaves no `auth-secret` (a new one is made at the next
+//! start: no client has seen a salt from the lost one), after it the whole file.
 
 use nextdb_proto::scram::MockAuthSecret;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub const FILE_NAME: &str = "auth-secret";
@@ -78,24 +77,15 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<MockAuthSecret, SecretError> {
 
 fn create(data_dir: &Path, path: &Path) -> Result<MockAuthSecret, SecretError> {
     let secret = MockAuthSecret::generate();
-    let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(FILE_MODE)
-            .open(&tmp)?;
-        // A stale temporary file keeps its old mode: set it explicitly.
-        f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
-        f.write_all(secret.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(data_dir)?.sync_all()
-    };
-    write().map_err(|source| SecretError::Write {
+    nextdb_engine::fs::atomic::write_atomic_blocking(
+        data_dir,
+        FILE_NAME,
+        secret.as_bytes(),
+        FILE_MODE,
+    )
+    .map_err(|e| SecretError::Write {
         path: path.to_path_buf(),
-        source,
+        source: e.into_io(),
     })?;
     Ok(secret)
 }

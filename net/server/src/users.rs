@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const FILE_NAME: &str = "users";
+/// Permission bits of the file: owner read and write only.
+pub const FILE_MODE: u32 = 0o600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -108,7 +110,8 @@ impl UserStore {
     }
 
     /// Writes the store atomically (`nextdb_engine::fs::atomic::write_atomic`: a crash
-    /// leaves the old or the new file, whole).
+    /// leaves the old or the new file, whole), readable by the owner only: verifiers
+    /// are not passwords, but they allow an offline dictionary attack.
     pub fn save(&self, data_dir: &Path) -> Result<(), UserError> {
         let path = Self::path(data_dir);
         let mut text = String::from("# NextDB users: name SCRAM-SHA-256 verifier (no passwords)\n");
@@ -119,13 +122,11 @@ impl UserStore {
             path: path.clone(),
             source,
         })?;
-        nextdb_engine::fs::atomic::write_atomic_blocking(data_dir, FILE_NAME, text.as_bytes())
+        let bytes = text.as_bytes();
+        nextdb_engine::fs::atomic::write_atomic_blocking(data_dir, FILE_NAME, bytes, FILE_MODE)
             .map_err(|e| UserError::Write {
                 path,
-                source: match e {
-                    nextdb_engine::Error::Io { source, .. } => source,
-                    other => std::io::Error::other(other.to_string()),
-                },
+                source: e.into_io(),
             })
     }
 }
@@ -143,6 +144,13 @@ mod tests {
         s.save(d.path()).unwrap();
         let l = UserStore::load(d.path()).unwrap();
         assert_eq!(l.get("alice"), s.get("alice"));
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(UserStore::path(d.path())).unwrap();
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            FILE_MODE,
+            "verifiers stay private"
+        );
         std::fs::write(UserStore::path(d.path()), "alice nonsense\n").unwrap();
         assert!(matches!(
             UserStore::load(d.path()),
