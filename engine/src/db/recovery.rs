@@ -77,6 +77,7 @@ pub(super) async fn replay_log<F: FileSystem>(
         let mem = mems
             .last_mut()
             .ok_or_else(|| Error::InvalidArgument("no memtable".into()))?;
+        // `Log::open` reports this at the record's segment and offset.
         insert_batch(mem, ts, rec.payload, &mut ikey, &mut val).map_err(|e| {
             Error::corruption(log_dir(dir), 0, format!("bad batch at index {ts}: {e}"))
         })?;

@@ -177,6 +177,12 @@ async fn replay_segment<F: FileSystem>(
             index: rec.index,
             term: rec.term,
             payload: &rec.payload,
+        })
+        .map_err(|e| match e {
+            // The callback judges the payload, not where it lies: name the record's
+            // segment and offset so an operator can find it.
+            Error::Corruption { reason, .. } => Error::corruption(path, rec.offset, reason),
+            other => other,
         })?;
     }
     let end = r.end_offset().unwrap_or(0);
@@ -194,7 +200,9 @@ async fn replay_segment<F: FileSystem>(
 
 impl<F: FileSystem> Log<F> {
     /// Opens the log in `dir`: replays every record in order through `replay`, cuts a
-    /// torn tail off the last segment, and starts a new segment for appends. A hole (a
+    /// torn tail off the last segment, and starts a new segment for appends. A
+    /// `Corruption` that `replay` returns is reported at the record's segment and
+    /// offset, whatever place it named. A hole (a
     /// damaged flush followed by valid data it cannot be an unsynced tail of) or a gap
     /// in a group's indexes is `Error::Corruption` naming the file and offset.
     pub async fn open(

@@ -22,6 +22,46 @@ async fn collect(fs: &SimFs, dir: &Path) -> Result<Vec<(u64, u64, Vec<u8>)>> {
     Ok(out)
 }
 
+/// A record that verifies but that the replayer refuses (a payload it cannot decode)
+/// is reported at its own segment and offset, not where the replayer thought.
+#[test]
+fn a_refused_record_is_reported_where_it_lies() {
+    run_local(async {
+        let fs = SimFs::new(3);
+        let dir = Path::new("/refused");
+        let log = Log::open(fs.clone(), dir, &cfg(), |_| Ok(()))
+            .await
+            .unwrap();
+        let mut last = 0;
+        for i in 1..=20u64 {
+            last = log.append(0, i, 1, &vec![i as u8; 100]).unwrap();
+        }
+        log.sync(last).await.unwrap();
+        drop(log);
+        let refused = Log::open(fs.clone(), dir, &cfg(), |r| {
+            if r.index == 7 {
+                return Err(Error::corruption("/elsewhere", 0, "bad payload"));
+            }
+            Ok(())
+        })
+        .await;
+        match refused {
+            Err(Error::Corruption {
+                path,
+                offset,
+                reason,
+            }) => {
+                assert!(path.starts_with(dir), "reported at {}", path.display());
+                assert!(offset > 0, "reported at offset 0");
+                assert_eq!(reason, "bad payload");
+            }
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("the refused record was accepted"),
+        }
+    })
+    .unwrap();
+}
+
 #[test]
 fn append_sync_reopen_roundtrip() {
     run_local(async {
