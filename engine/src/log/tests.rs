@@ -34,7 +34,7 @@ fn a_refused_record_is_reported_where_it_lies() {
             .unwrap();
         let mut last = 0;
         for i in 1..=20u64 {
-            last = log.append(0, i, 1, &vec![i as u8; 100]).unwrap();
+            last = log.append(0, i, 1, &[i as u8; 100]).unwrap();
         }
         log.sync(last).await.unwrap();
         drop(log);
