@@ -8,6 +8,7 @@
 //! crash before the rename leaves no `auth-secret` (a new one is made at the next
 //! start: no client has seen a salt from the lost one), after it the whole file.
 
+use crate::file_error::FileError;
 use nextdb_proto::scram::MockAuthSecret;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -18,16 +19,8 @@ pub const FILE_MODE: u32 = 0o600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{path} holds {len} bytes, expected {expected}: restore it or delete it")]
     BadLength {
         path: PathBuf,
@@ -48,16 +41,13 @@ pub fn load_or_create(data_dir: &Path) -> Result<MockAuthSecret, SecretError> {
     match std::fs::read(&path) {
         Ok(bytes) => parse(&path, &bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(data_dir, &path),
-        Err(source) => Err(SecretError::Read { path, source }),
+        Err(source) => Err(FileError::read(&path, source).into()),
     }
 }
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<MockAuthSecret, SecretError> {
     let mode = std::fs::metadata(path)
-        .map_err(|source| SecretError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?
+        .map_err(|e| FileError::read(path, e))?
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
@@ -83,10 +73,7 @@ fn create(data_dir: &Path, path: &Path) -> Result<MockAuthSecret, SecretError> {
         secret.as_bytes(),
         FILE_MODE,
     )
-    .map_err(|e| SecretError::Write {
-        path: path.to_path_buf(),
-        source: e.into_io(),
-    })?;
+    .map_err(|e| FileError::write(path, e.into_io()))?;
     Ok(secret)
 }
 

@@ -6,6 +6,7 @@ pub mod auth_secret;
 pub mod config;
 pub mod conn;
 pub mod dispatch;
+pub mod file_error;
 pub mod frames;
 pub mod handshake;
 pub mod server;

@@ -3,6 +3,7 @@
 //! verifier form). Passwords are never stored. The file is replaced atomically
 //! (write, fsync, rename, fsync of the directory). Format in `docs/formats.md`.
 
+use crate::file_error::FileError;
 use nextdb_proto::scram::Verifier;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,16 +14,8 @@ pub const FILE_MODE: u32 = 0o600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{path} line {line}: {why}")]
     Parse {
         path: PathBuf,
@@ -59,7 +52,7 @@ impl UserStore {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(UserStore::default()),
-            Err(source) => return Err(UserError::Read { path, source }),
+            Err(source) => return Err(FileError::read(&path, source).into()),
         };
         let mut users = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
@@ -118,16 +111,10 @@ impl UserStore {
         for (name, v) in &self.users {
             text.push_str(&format!("{name} {}\n", v.encode()));
         }
-        std::fs::create_dir_all(data_dir).map_err(|source| UserError::Write {
-            path: path.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(data_dir).map_err(|e| FileError::write(&path, e))?;
         let bytes = text.as_bytes();
         nextdb_engine::fs::atomic::write_atomic_blocking(data_dir, FILE_NAME, bytes, FILE_MODE)
-            .map_err(|e| UserError::Write {
-                path,
-                source: e.into_io(),
-            })
+            .map_err(|e| FileError::write(&path, e.into_io()).into())
     }
 }
 
