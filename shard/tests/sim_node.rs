@@ -6,7 +6,8 @@
 //! connection is, overwrite, delete, increment, compare-and-set, batch (atomic within
 //! a partition, or split across cores) and scan (paged, with tiny byte budgets) a
 //! small set of keys; the machine crashes (power loss: unsynced data lost, last writes
-//! torn) or fails I/O (EIO) at seeded points; some seeds run with a tiny admission
+//! torn) or fails I/O (EIO) at seeded points, on a device that is slow on some seeds
+//! (seeded scheduler turns per I/O, occasional stalls); some seeds run with a tiny admission
 //! bound (BUSY) or request deadline (TIMEOUT). After every run the history of every
 //! key must be linearizable — which also proves that no acknowledged write was lost,
 //! since a final read follows every crash, and that a refused request (BUSY, a
@@ -21,7 +22,7 @@ mod common;
 use common::linearizable::{Event, Op, check};
 use nextdb_engine::EngineConfig;
 use nextdb_engine::db::Db;
-use nextdb_engine::fs::sim::{OpKind, SimFs};
+use nextdb_engine::fs::sim::{IoLatency, OpKind, SimFs};
 use nextdb_shard::ShardError;
 use nextdb_shard::config::SyncMode;
 use nextdb_shard::exec::ShardCore;
@@ -561,6 +562,16 @@ async fn simulate(seed: u64) -> Coverage {
     // Every other pair of seeds: a write-back disk that keeps any subset of unsynced
     // pages and a prefix of unsynced name changes.
     fs.set_adversarial_power_loss(seed % 4 >= 2);
+    // Three seeds in seven: a slow device (a few turns per I/O, now and then a stall
+    // of hundreds), so flushes, compactions and group commits stay in flight while
+    // clients and cross-core calls run.
+    if seed % 7 < 3 {
+        fs.set_io_latency(Some(IoLatency {
+            max_turns: 3,
+            stall_probability: 0.01,
+            stall_turns: 200,
+        }));
+    }
     let mut rng = SmallRng::seed_from_u64(seed);
     let h = History::default();
     let mut node = SimNode::open(&fs, seed).await;

@@ -111,6 +111,21 @@ struct State {
     adversarial: bool,
     /// Namespace changes not yet made durable by `sync_dir`, in order.
     ns_log: Vec<NsOp>,
+    /// Slow I/O (see [`SimFs::set_io_latency`]); None: every operation completes at
+    /// once.
+    latency: Option<IoLatency>,
+}
+
+/// How slow the simulated device is. Each data or namespace operation first lets
+/// other tasks run for a seeded number of scheduler turns — up to `max_turns`, or
+/// `stall_turns` with probability `stall_probability` (a device that stalls now and
+/// then) — so that tasks waiting on I/O interleave as they do on a real disk, where
+/// an fsync or a read takes a while and everything else runs meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IoLatency {
+    pub max_turns: u32,
+    pub stall_probability: f64,
+    pub stall_turns: u32,
 }
 
 /// The seeded, fault-injecting, in-memory file system. Cloning yields another handle
@@ -394,6 +409,7 @@ impl SimFs {
                 durable: BTreeMap::new(),
                 adversarial: false,
                 ns_log: Vec::new(),
+                latency: None,
             })),
         }
     }
@@ -404,6 +420,33 @@ impl SimFs {
     /// (creations, renames, removals) survives too. Off by default.
     pub fn set_adversarial_power_loss(&self, on: bool) {
         self.state.borrow_mut().adversarial = on;
+    }
+
+    /// Makes I/O slow ([`IoLatency`]); None (the default) makes it instant.
+    pub fn set_io_latency(&self, latency: Option<IoLatency>) {
+        self.state.borrow_mut().latency = latency;
+    }
+
+    /// The device's latency for one operation: yields for the seeded number of
+    /// scheduler turns. The operation takes effect (or meets a crash) after it.
+    async fn io_delay(&self) {
+        let turns = {
+            let mut s = self.state.borrow_mut();
+            match s.latency {
+                None => 0,
+                Some(l) => {
+                    let stall = l.stall_probability > 0.0 && s.rng.gen_bool(l.stall_probability);
+                    if stall {
+                        l.stall_turns
+                    } else {
+                        s.rng.gen_range(0..=l.max_turns)
+                    }
+                }
+            }
+        };
+        for _ in 0..turns {
+            futures_lite::future::yield_now().await;
+        }
     }
 
     /// Probability (0..=1) that the last unsynced write of a file survives a crash
@@ -553,6 +596,7 @@ pub struct SimReadFile {
 
 impl RwFile for SimRwFile {
     async fn read_at(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
+        self.fs.io_delay().await;
         check_read_len(len)?;
         let mut s = self.fs.state.borrow_mut();
         s.begin_handle(OpKind::Read, &self.path, self.generation)?;
@@ -560,6 +604,7 @@ impl RwFile for SimRwFile {
     }
 
     async fn write_at(&self, pos: u64, data: &[u8]) -> Result<()> {
+        self.fs.io_delay().await;
         if !is_io_aligned(pos) || !is_io_aligned(data.len() as u64) {
             return Err(Error::InvalidArgument(format!(
                 "write_at({}, offset {pos}, {} bytes): offset and length must be multiples of {IO_ALIGN}",
@@ -579,6 +624,7 @@ impl RwFile for SimRwFile {
     }
 
     async fn sync(&self) -> Result<()> {
+        self.fs.io_delay().await;
         let mut s = self.fs.state.borrow_mut();
         s.begin_handle(OpKind::Sync, &self.path, self.generation)?;
         s.sync_file(self.ino, &self.path).map(|_| ())
@@ -591,6 +637,7 @@ impl RwFile for SimRwFile {
     }
 
     async fn truncate(&self, len: u64) -> Result<()> {
+        self.fs.io_delay().await;
         let len = usize::try_from(len)
             .map_err(|_| Error::InvalidArgument(format!("length {len} too large")))?;
         let mut s = self.fs.state.borrow_mut();
@@ -622,6 +669,7 @@ impl RwFile for SimRwFile {
 
 impl StreamWriter for SimStreamWriter {
     async fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.fs.io_delay().await;
         let mut s = self.fs.state.borrow_mut();
         s.begin_handle(OpKind::Write, &self.path, self.generation)?;
         s.write(self.ino, &self.path, self.pos, data)?;
@@ -634,6 +682,7 @@ impl StreamWriter for SimStreamWriter {
     }
 
     async fn finish(self) -> Result<u64> {
+        self.fs.io_delay().await;
         let mut s = self.fs.state.borrow_mut();
         s.begin_handle(OpKind::Sync, &self.path, self.generation)?;
         s.sync_file(self.ino, &self.path)
@@ -646,6 +695,7 @@ impl StreamWriter for SimStreamWriter {
 
 impl ReadFile for SimReadFile {
     async fn read_exact_at(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
+        self.fs.io_delay().await;
         check_read_len(len)?;
         let mut s = self.fs.state.borrow_mut();
         s.begin_handle(OpKind::Read, &self.path, self.generation)?;
@@ -682,6 +732,7 @@ impl FileSystem for SimFs {
     type Reader = SimReadFile;
 
     async fn create_rw(&self, path: &Path) -> Result<SimRwFile> {
+        self.io_delay().await;
         let p = norm(path);
         let mut s = self.state.borrow_mut();
         s.begin(OpKind::Metadata, path)?;
@@ -695,6 +746,7 @@ impl FileSystem for SimFs {
     }
 
     async fn open_rw(&self, path: &Path) -> Result<SimRwFile> {
+        self.io_delay().await;
         let p = norm(path);
         let mut s = self.state.borrow_mut();
         s.begin(OpKind::Metadata, path)?;
@@ -708,6 +760,7 @@ impl FileSystem for SimFs {
     }
 
     async fn create_stream(&self, path: &Path, _buffer_bytes: usize) -> Result<SimStreamWriter> {
+        self.io_delay().await;
         let p = norm(path);
         let mut s = self.state.borrow_mut();
         s.begin(OpKind::Metadata, path)?;
@@ -722,6 +775,7 @@ impl FileSystem for SimFs {
     }
 
     async fn open_read(&self, path: &Path) -> Result<SimReadFile> {
+        self.io_delay().await;
         let p = norm(path);
         let mut s = self.state.borrow_mut();
         s.begin(OpKind::Metadata, path)?;
@@ -737,6 +791,7 @@ impl FileSystem for SimFs {
     }
 
     async fn remove(&self, path: &Path) -> Result<()> {
+        self.io_delay().await;
         let p = norm(path);
         let mut s = self.state.borrow_mut();
         s.begin(OpKind::Metadata, path)?;
@@ -749,6 +804,7 @@ impl FileSystem for SimFs {
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        self.io_delay().await;
         let (f, t) = (norm(from), norm(to));
         let mut s = self.state.borrow_mut();
         s.begin(OpKind::Metadata, from)?;
@@ -767,6 +823,7 @@ impl FileSystem for SimFs {
     }
 
     async fn sync_dir(&self, dir: &Path) -> Result<()> {
+        self.io_delay().await;
         let d = norm(dir);
         let mut s = self.state.borrow_mut();
         s.begin(OpKind::Sync, dir)?;
