@@ -232,12 +232,18 @@ impl SimNode {
         }
     }
 
-    /// Power loss: the machine stops, every engine lets go, the machine restarts.
-    async fn power_cycle(self) -> SimNode {
-        self.fs.crash();
+    /// Closes every engine: its background loops (and their wake guard threads) end.
+    /// A dropped engine that was never closed keeps its loops alive.
+    async fn close(&self) {
         for c in self.cores.iter() {
             let _ = c.db.close().await;
         }
+    }
+
+    /// Power loss: the machine stops, every engine lets go, the machine restarts.
+    async fn power_cycle(self) -> SimNode {
+        self.fs.crash();
+        self.close().await;
         let (fs, seed) = (self.fs.clone(), self.seed);
         drop(self);
         fs.restart();
@@ -582,6 +588,7 @@ async fn simulate(seed: u64) -> Coverage {
         node = node.power_cycle().await;
         read_all(&node, &h).await;
     }
+    node.close().await;
     for (k, events) in h.events.borrow().iter() {
         if let Err(e) = check(events, None) {
             let mut sorted = events.clone();
@@ -627,9 +634,17 @@ fn node_histories_are_linearizable_under_faults() {
             };
             total.add(futures_lite::future::or(run, timeout).await);
         }
+        // Every engine was closed: its background loops and their wake-guard threads
+        // are gone (each guard thread exits within one period).
+        glommio::timer::sleep(Duration::from_millis(50)).await;
         total
     })
     .expect("executor");
+    let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    assert!(
+        threads < 64,
+        "{threads} threads alive after {runs} seeds: engines left running"
+    );
     eprintln!("{runs} seeds: {total:?}");
     // A full run must have taken every path; one replayed seed need not.
     if runs >= 50 {
