@@ -151,4 +151,36 @@ pub(crate) mod testing {
             }
         }
     }
+
+    /// Runs `f` on a fresh executor with preemption timer `timer` and nothing that
+    /// could end a park from outside the work: no wake guard, no glommio timer of the
+    /// test's own. Fails the test if `f` has not finished within `limit`; the executor
+    /// thread is then left parked (nothing can wake it) and dies with the process.
+    pub(crate) fn run_unguarded<F>(
+        limit: Duration,
+        timer: Duration,
+        f: impl FnOnce() -> F + Send + 'static,
+    ) where
+        F: Future<Output = ()> + 'static,
+    {
+        let _ = crate::fs::glommio_fs::raise_memlock_limit();
+        let (tx, rx) = mpsc::channel();
+        let handle = executor_builder(Placement::Unbound)
+            .preempt_timer(timer)
+            .spawn(move || async move {
+                f().await;
+                let _ = tx.send(());
+            })
+            .expect("start an executor");
+        match rx.recv_timeout(limit) {
+            Ok(()) => handle.join().expect("executor thread"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = handle.join();
+                panic!("the executor ended without finishing the work");
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("the work did not finish within {limit:?}: the executor parked")
+            }
+        }
+    }
 }

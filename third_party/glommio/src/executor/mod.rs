@@ -1320,20 +1320,25 @@ impl LocalExecutor {
         self.reactor.need_preempt()
     }
 
+    /// Returns false only if no task queue has work, which lets `run` park the
+    /// thread; a call that finds work runs at least one task. (NextDB patch: see
+    /// PATCHES.md.)
     fn run_task_queues(&self) -> bool {
         let mut ran = false;
         loop {
             self.reactor.sys.install_eventfd();
-            if self.need_preempt() {
-                break;
+            // A timer that fired before any queue ran preempts nothing. Upstream
+            // returned false here ("no work") and parked the thread with runnable
+            // queues; the pass now runs first, so it also makes progress when the timer
+            // is shorter than the reactor's own turn.
+            if ran && self.need_preempt() {
+                return true;
             }
             if !self.run_one_task_queue() {
                 return false;
-            } else {
-                ran = true;
             }
+            ran = true;
         }
-        ran
     }
 
     fn run_one_task_queue(&self) -> bool {
@@ -1373,7 +1378,9 @@ impl LocalExecutor {
             let mut tasks_executed_this_loop = 0;
             loop {
                 let mut queue_ref = queue.borrow_mut();
-                if self.need_preempt() || queue_ref.yielded() {
+                // NextDB patch: a chosen queue runs at least one task (see above).
+                let preempted = tasks_executed_this_loop > 0 && self.need_preempt();
+                if preempted || queue_ref.yielded() {
                     break;
                 }
 
