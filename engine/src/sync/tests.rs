@@ -2,7 +2,7 @@
 //! steps. Each test is bounded: it fails (does not hang) if the work does not finish.
 
 use super::*;
-use crate::runtime::testing::{run_bounded, run_unguarded};
+use crate::runtime::testing::{run_bounded, run_isolated};
 use std::cell::Cell;
 use std::time::Duration;
 
@@ -135,8 +135,8 @@ fn notify_and_lock_mixed_under_preemption() {
 /// ran" like "no queue has work" and parked the thread with tasks runnable; only I/O,
 /// a timer or a foreign wake ended the park (the fix: `third_party/glommio`). Here one
 /// leader yields between steps (it stays runnable) while every other task waits for
-/// its notification, and nothing else can wake the executor: no I/O, no timer, no wake
-/// guard, so a park with the leader runnable never ends and the test fails at its
+/// its notification, and nothing else can wake the executor: no I/O, no timer, no
+/// foreign wake, so a park with the leader runnable never ends and the test fails at its
 /// limit. The timers are shorter than the reactor's own turn, so they have usually
 /// fired by the scheduler's first look (unpatched: parked within a few rounds at
 /// both); with 1 µs a scheduler that merely went back to the reactor instead of
@@ -144,7 +144,7 @@ fn notify_and_lock_mixed_under_preemption() {
 #[test]
 fn runnable_tasks_run_when_the_timer_fired_before_any_queue() {
     for timer in [Duration::from_micros(1), Duration::from_micros(10)] {
-        run_unguarded(Duration::from_secs(20), timer, || async {
+        run_isolated(Duration::from_secs(20), timer, || async {
             let n = Notify::new();
             let level = Rc::new(Cell::new(0u64));
             let mut tasks = Vec::new();
