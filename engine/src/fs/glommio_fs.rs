@@ -513,12 +513,7 @@ pub fn run_local<F: Future>(fut: F) -> std::result::Result<F::Output, String> {
             Err(why) => format!("cannot start a glommio executor: {e}; {why}"),
             Ok(()) => format!("cannot start a glommio executor: {e}"),
         })?;
-    // Every executor gets the guard against glommio's lost wakeup, not only those that
-    // run an engine's background loops (see `runtime::WakeGuard`).
-    Ok(ex.run(async move {
-        let _guard = crate::runtime::start_wake_guard();
-        fut.await
-    }))
+    Ok(ex.run(fut))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! steps. Each test is bounded: it fails (does not hang) if the work does not finish.
 
 use super::*;
-use crate::runtime::testing::run_bounded;
+use crate::runtime::testing::{run_bounded, run_isolated};
 use std::cell::Cell;
 use std::time::Duration;
 
@@ -129,4 +129,55 @@ fn notify_and_lock_mixed_under_preemption() {
             t.await;
         }
     });
+}
+
+/// glommio 0.9.0's scheduler treated "the preemption timer fired before any task queue
+/// ran" like "no queue has work" and parked the thread with tasks runnable; only I/O,
+/// a timer or a foreign wake ended the park (the fix: `third_party/glommio`). Here one
+/// leader yields between steps (it stays runnable) while every other task waits for
+/// its notification, and nothing else can wake the executor: no I/O, no timer, no
+/// foreign wake, so a park with the leader runnable never ends and the test fails at its
+/// limit. The timers are shorter than the reactor's own turn, so they have usually
+/// fired by the scheduler's first look (unpatched: parked within a few rounds at
+/// both); with 1 µs a scheduler that merely went back to the reactor instead of
+/// parking would never run a task.
+#[test]
+fn runnable_tasks_run_when_the_timer_fired_before_any_queue() {
+    for timer in [Duration::from_micros(1), Duration::from_micros(10)] {
+        run_isolated(Duration::from_secs(20), timer, || async {
+            let n = Notify::new();
+            let level = Rc::new(Cell::new(0u64));
+            let mut tasks = Vec::new();
+            for _ in 0..TASKS {
+                let (n, level) = (n.clone(), level.clone());
+                tasks.push(glommio::spawn_local(async move {
+                    for want in 1..=ROUNDS {
+                        loop {
+                            let w = n.wait();
+                            if level.get() >= want {
+                                break;
+                            }
+                            w.await;
+                        }
+                    }
+                }));
+            }
+            let (leader_n, leader_level) = (n.clone(), level.clone());
+            tasks.push(glommio::spawn_local(async move {
+                for i in 1..=ROUNDS {
+                    if i % 2 == 0 {
+                        futures_lite::future::yield_now().await;
+                    } else {
+                        glommio::yield_if_needed().await;
+                    }
+                    leader_level.set(i);
+                    leader_n.notify_all();
+                }
+            }));
+            for t in tasks {
+                t.await;
+            }
+            assert_eq!(level.get(), ROUNDS);
+        });
+    }
 }
