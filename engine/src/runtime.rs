@@ -24,7 +24,9 @@ pub fn executor_builder(placement: Placement) -> LocalExecutorBuilder {
 
 /// Spawns the engine's flush and compaction loops into a task queue with
 /// `BACKGROUND_SHARES` (foreground work keeps the default 1000). Must run inside the
-/// executor that owns `db`.
+/// executor that owns `db`. The loops hold the engine and end only at `Db::close`: an
+/// engine whose handles are all dropped without `close` keeps them running until the
+/// executor ends.
 pub fn spawn_background<F: FileSystem>(db: &Rc<Db<F>>) -> crate::Result<()> {
     let tq = glommio::executor().create_task_queue(
         Shares::Static(BACKGROUND_SHARES),
