@@ -40,11 +40,11 @@ use std::time::Duration;
 
 /// The node's admission bounds. Most seeds: far above what the clients put in flight.
 /// Every third seed: four requests in flight per core (clients see BUSY often); every
-/// fifth: a 2 ms deadline (requests time out, writes may still apply).
+/// fifth: a 300 µs deadline (requests time out, writes may still apply).
 fn admission(seed: u64) -> nextdb_shard::admission::Admission {
     let in_flight = if seed.is_multiple_of(3) { 4 } else { 4096 };
     let deadline = if seed.is_multiple_of(5) {
-        Duration::from_millis(2)
+        Duration::from_micros(300)
     } else {
         Duration::from_secs(60)
     };
