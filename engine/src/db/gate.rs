@@ -464,6 +464,31 @@ mod tests {
         assert_eq!(g.waiting(), 0);
     }
 
+    /// A release admits the waiters that now fit before their tasks run: a write
+    /// arriving meanwhile finds them gone from the queue, not ahead of it.
+    #[test]
+    fn a_release_admits_waiters_without_their_poll() {
+        let (g, now) = gate(MIB, 0);
+        assert!(g.try_fast(MIB, false, now));
+        let a = g.enqueue(MIB);
+        let b = g.enqueue(MIB);
+        g.release(MIB);
+        assert_eq!(
+            g.in_flight_bytes(),
+            MIB,
+            "the first waiter was not admitted"
+        );
+        assert!(g.poll_turn(a, Waker::noop()));
+        assert_eq!(g.try_grant(a, false, now), Grant::Granted);
+        assert_eq!(g.try_grant(b, false, now), Grant::WaitTurn);
+        // Cancelling an admitted waiter gives its bytes back.
+        g.release(MIB);
+        assert_eq!(g.in_flight_bytes(), MIB);
+        g.cancel(b);
+        assert_eq!(g.in_flight_bytes(), 0);
+        assert_eq!(g.waiting(), 0);
+    }
+
     /// A cancelled first waiter hands its turn on.
     #[test]
     fn cancel_wakes_the_next_waiter() {
