@@ -49,6 +49,16 @@ pub const MAX_LOG_RECORD_BYTES: usize = 64 * 1024 * 1024;
 /// checks a whole flush before replaying any of it, holds at most that in memory.
 pub const MAX_LOG_FLUSH_BYTES: usize = 16 * 1024 * 1024;
 
+/// Credit of the delayed write rate (`EngineConfig::delayed_write_rate_bytes_per_sec`)
+/// a core keeps while no write waits: small writes up to this many bytes in a burst
+/// pass a slowed engine without waiting.
+pub const DELAYED_WRITE_BURST_BYTES: usize = 64 << 10;
+
+/// Bytes above `EngineConfig::write_in_flight_bytes` that writes of at most this size
+/// may still take: while large writers keep the bound full, a small write enters the
+/// log at once instead of waiting for their group commit.
+pub const SMALL_WRITE_RESERVE_BYTES: usize = 64 << 10;
+
 /// SSTable data blocks are cut once they reach this many bytes (before compression).
 pub const DATA_BLOCK_BYTES: usize = 4096;
 /// A restart point (full key, no prefix sharing) every this many entries.
@@ -134,8 +144,20 @@ pub struct EngineConfig {
     pub zstd_level: i32,
     /// Buffer size of SSTable stream writers.
     pub sst_write_buffer_bytes: usize,
-    /// Delay applied to each write while L0 is between the slowdown and stop triggers.
+    /// A flat delay of every write while L0 is between the slowdown and stop
+    /// triggers, on top of the delayed write rate. 0 in production: the rate is
+    /// byte-proportional, this is not; tests set it to hold writes in `admit`.
     pub slowdown_delay_us: u64,
+    /// Bytes of write batches a core admits that their writers have not yet seen
+    /// durable; later writes queue, served in fair order (`db::gate`). Bounds what a
+    /// small synced write finds ahead of it in the log: a group commit or two of this
+    /// size, whatever other writers pipeline.
+    pub write_in_flight_bytes: usize,
+    /// Bytes per second admitted while the engine is slowed (every immutable memtable
+    /// slot taken, or L0 at the slowdown trigger): a write of N bytes waits about
+    /// N / rate, so a flood slows before the hard stall while a small write pays
+    /// nearly nothing. RocksDB's `delayed_write_rate` default. 0: no delayed rate.
+    pub delayed_write_rate_bytes_per_sec: u64,
 }
 
 impl Default for EngineConfig {
@@ -155,7 +177,9 @@ impl Default for EngineConfig {
             zstd_from_level: 4,
             zstd_level: 3,
             sst_write_buffer_bytes: 1 << 20,
-            slowdown_delay_us: 1000,
+            slowdown_delay_us: 0,
+            write_in_flight_bytes: 2 << 20,
+            delayed_write_rate_bytes_per_sec: 16 << 20,
         }
     }
 }
@@ -180,6 +204,8 @@ impl EngineConfig {
             zstd_level: 1,
             sst_write_buffer_bytes: 64 << 10,
             slowdown_delay_us: 0,
+            write_in_flight_bytes: 2 << 20,
+            delayed_write_rate_bytes_per_sec: 16 << 20,
         }
     }
 
@@ -199,6 +225,9 @@ impl EngineConfig {
         }
         if self.log_segment_bytes < IO_ALIGN * 4 {
             return bad("log_segment_bytes must be at least 16 KiB");
+        }
+        if self.write_in_flight_bytes == 0 {
+            return bad("write_in_flight_bytes must be at least 1");
         }
         if self.max_immutable_memtables == 0 {
             return bad("max_immutable_memtables must be at least 1");

@@ -73,7 +73,7 @@ async fn locked_writer(
         let mut b = WriteBatch::new();
         b.put(&key_for(key), &value_for(key, r, 400)).unwrap();
         let c = loop {
-            db.admit().await.unwrap();
+            let _admitted = db.admit(b.byte_size()).await.unwrap();
             if locks.borrow().contains_key(&key) {
                 glommio::timer::sleep(Duration::from_micros(200)).await;
                 continue;
@@ -100,7 +100,7 @@ async fn locked_writer(
         db.wait_durable(&c).await.unwrap();
         if lock {
             // A second write under the lock; the lock holder itself need not check.
-            db.admit().await.unwrap();
+            let _admitted = db.admit(b.byte_size()).await.unwrap();
             let c = db.commit(&b, &sync).unwrap();
             log.borrow_mut().push(Event {
                 ts: c.ts(),
@@ -246,7 +246,7 @@ fn commit_after_a_background_error_is_refused() {
         // `admit` reports the error once the background flush has failed.
         let e = loop {
             glommio::timer::sleep(Duration::from_millis(1)).await;
-            if let Err(e) = db.admit().await {
+            if let Err(e) = db.admit(1).await {
                 break e;
             }
         };
@@ -258,6 +258,6 @@ fn commit_after_a_background_error_is_refused() {
             .expect_err("a commit was accepted after a background error");
         assert!(matches!(e, Error::Poisoned(_)), "{e}");
         assert_eq!(db.written_ts(), last, "a refused commit took a timestamp");
-        assert!(matches!(db.admit().await, Err(Error::Poisoned(_))));
+        assert!(matches!(db.admit(1).await, Err(Error::Poisoned(_))));
     });
 }

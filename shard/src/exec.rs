@@ -129,13 +129,18 @@ impl<F: FileSystem> ShardCore<F> {
         if b.is_empty() {
             return Ok(());
         }
-        loop {
-            self.db.admit().await?;
+        let _admitted = loop {
+            let admitted = self.db.admit(b.byte_size()).await?;
             match keys.iter().find(|k| self.locks.is_held(k)) {
-                Some(k) => self.locks.wait_unlocked(k).await,
-                None => break,
+                // Give the admission back while waiting: the lock holder's own write
+                // may need the in-flight bytes this one holds.
+                Some(k) => {
+                    drop(admitted);
+                    self.locks.wait_unlocked(k).await
+                }
+                None => break admitted,
             }
-        }
+        };
         let commit = self.db.commit(b, &self.wopts())?;
         self.db.wait_durable(&commit).await?;
         Ok(())

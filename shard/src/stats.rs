@@ -179,6 +179,8 @@ pub fn engine_json(s: &nextdb_engine::db::DbStats) -> Value {
         "compactions": s.compactions,
         "stall_count": s.stall_count,
         "stall_micros": s.stall_micros,
+        "delayed_count": s.delayed_count,
+        "delayed_micros": s.delayed_micros,
         "cache_hit_rate": s.cache_hit_rate,
         "cache_bytes": s.cache_bytes,
     })

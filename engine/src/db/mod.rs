@@ -21,6 +21,7 @@
 mod background;
 mod compaction;
 mod flush;
+mod gate;
 mod gc;
 mod picker;
 mod read;
@@ -30,7 +31,7 @@ mod write;
 
 pub use read::{Entry, Snapshot};
 pub use stats::{DbStats, LevelStats};
-pub use write::{Commit, WriteOptions};
+pub use write::{Commit, WriteOptions, WritePermit};
 
 use crate::cache::BlockCache;
 use crate::config::{EngineConfig, NUM_LEVELS};
@@ -92,6 +93,9 @@ pub struct Db<F: FileSystem> {
     compaction_lock: AsyncLock,
     manifest_lock: AsyncLock,
     background_running: Cell<bool>,
+    /// Fair admission of write bytes (`gate`): the in-flight bound and the delayed
+    /// write rate.
+    gate: Rc<gate::WriteGate>,
 }
 
 /// Path of SSTable `number` in `dir`.
@@ -132,6 +136,14 @@ impl<F: FileSystem> Db<F> {
             ikey_buf: Vec::new(),
             value_buf: Vec::new(),
         };
+        let gate = gate::WriteGate::new(
+            gate::GateLimits {
+                in_flight_bytes: cfg.write_in_flight_bytes,
+                rate_bytes_per_sec: cfg.delayed_write_rate_bytes_per_sec,
+                burst_bytes: crate::config::DELAYED_WRITE_BURST_BYTES,
+            },
+            std::time::Instant::now(),
+        );
         let db = Rc::new(Db {
             fs,
             dir: dir.to_path_buf(),
@@ -149,6 +161,7 @@ impl<F: FileSystem> Db<F> {
             compaction_lock: AsyncLock::default(),
             manifest_lock: AsyncLock::default(),
             background_running: Cell::new(false),
+            gate: Rc::new(gate),
         });
         db.remove_orphans().await?;
         Ok(db)

@@ -29,6 +29,10 @@ pub struct DbStats {
     pub trivial_moves: u64,
     pub stall_count: u64,
     pub stall_micros: u64,
+    /// Writes that queued at the write gate (in-flight bytes or the delayed write
+    /// rate), and the time they spent there.
+    pub delayed_count: u64,
+    pub delayed_micros: u64,
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub cache_hit_rate: f64,
@@ -46,6 +50,8 @@ pub(super) struct Counters {
     pub(super) trivial_moves: u64,
     pub(super) stall_count: u64,
     pub(super) stall_micros: u64,
+    pub(super) delayed_count: u64,
+    pub(super) delayed_micros: u64,
 }
 
 impl<F: FileSystem> Db<F> {
@@ -85,6 +91,8 @@ impl<F: FileSystem> Db<F> {
             trivial_moves: c.trivial_moves,
             stall_count: c.stall_count,
             stall_micros: c.stall_micros,
+            delayed_count: c.delayed_count,
+            delayed_micros: c.delayed_micros,
             cache_hits: cache.hits,
             cache_misses: cache.misses,
             cache_hit_rate: if lookups == 0 {

@@ -5,6 +5,7 @@
 //! `admit`) and the timestamp it takes; `append_log` and `apply` are its two halves,
 //! public so that the core's Raft glue can append, replicate, then apply.
 
+use super::gate::{Grant, Ticket, WriteGate};
 use super::{Db, LOCAL_GROUP};
 use crate::batch::{self, WriteBatch};
 use crate::config::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
@@ -13,7 +14,9 @@ use crate::keys;
 use crate::log::Lsn;
 use crate::memtable::MemTable;
 use crate::{Error, Result};
+use futures_lite::FutureExt;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// Options of one write.
@@ -52,6 +55,36 @@ impl Commit {
     }
 }
 
+/// The admission of one write's bytes (`Db::admit`): they count against the core's
+/// `write_in_flight_bytes` until the permit is dropped, which its writer does once
+/// `wait_durable` has returned (or the write failed or was given up).
+#[must_use = "dropping the permit ends the write's admission"]
+pub struct WritePermit {
+    gate: Rc<WriteGate>,
+    bytes: usize,
+}
+
+impl Drop for WritePermit {
+    fn drop(&mut self) {
+        self.gate.release(self.bytes);
+    }
+}
+
+/// A place in the gate's queue; leaves it if the waiting future is dropped.
+struct Queued<'a> {
+    gate: &'a WriteGate,
+    ticket: Ticket,
+    granted: bool,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        if !self.granted {
+            self.gate.cancel(self.ticket);
+        }
+    }
+}
+
 impl<F: FileSystem> Db<F> {
     pub async fn put(&self, key: &[u8], value: &[u8], opts: &WriteOptions) -> Result<()> {
         let mut b = WriteBatch::new();
@@ -72,21 +105,84 @@ impl<F: FileSystem> Db<F> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.admit().await?;
+        let _admitted = self.admit(batch.byte_size()).await?;
         let c = self.commit(batch, opts)?;
         self.wait_durable(&c).await
     }
 
-    /// The first step of a write and the only one that may suspend before the commit:
-    /// gives the scheduler its turn, then waits (or works inline) until the memtables
-    /// and L0 have room. Called by foreground tasks of the owning core. After it
-    /// returns, the caller may check whatever it must (a key lock) and `commit` without
-    /// an `.await` in between: no other task of the core can commit in that window.
-    pub async fn admit(&self) -> Result<()> {
+    /// The first step of a write of `bytes` (its batch's `byte_size`) and the only one
+    /// that may suspend before the commit: gives the scheduler its turn, waits for the
+    /// write's turn at the core's gate (in-flight bytes and, while slowed, the delayed
+    /// write rate; fair across writers), then until the memtables and L0 have room.
+    /// Called by foreground tasks of the owning core; the caller keeps the permit until
+    /// `wait_durable` returns. After it returns, the caller may check whatever it must
+    /// (a key lock) and `commit` without an `.await` in between: no other task of the
+    /// core can commit in that window.
+    pub async fn admit(&self, bytes: usize) -> Result<WritePermit> {
         // A write that never waits for I/O would never let the low-share compaction
         // queue run: give the scheduler its chance (a flag check unless it is time).
         glommio::yield_if_needed().await;
-        self.make_room().await
+        let permit = self.acquire(bytes).await;
+        self.make_room(bytes).await?;
+        Ok(permit)
+    }
+
+    /// True while writes pay the delayed write rate: every immutable memtable slot is
+    /// taken (the writes that used to stop here now slow down and fill the active
+    /// memtable), or L0 is at its slowdown trigger.
+    fn slowed(&self) -> bool {
+        let st = self.st.borrow();
+        st.imm.len() >= self.cfg.max_immutable_memtables
+            || st.version.levels[0].len() >= self.cfg.l0_slowdown_trigger
+    }
+
+    /// Waits for `bytes` to pass the gate. Without waiters and under the limits (a
+    /// core not under pressure) this is one check and no suspension.
+    async fn acquire(&self, bytes: usize) -> WritePermit {
+        // Built only once admitted: dropping it releases the bytes.
+        let permit = || WritePermit {
+            gate: self.gate.clone(),
+            bytes,
+        };
+        if self.gate.try_fast(bytes, self.slowed(), Instant::now()) {
+            return permit();
+        }
+        let mut queued = Queued {
+            gate: &self.gate,
+            ticket: self.gate.enqueue(bytes),
+            granted: false,
+        };
+        let t = queued.ticket;
+        let started = Instant::now();
+        loop {
+            match self.gate.try_grant(t, self.slowed(), Instant::now()) {
+                Grant::Granted => break,
+                // A flush or compaction that ends the slowdown also ends the wait.
+                Grant::WaitRate(d) => {
+                    let changed = self.changed.wait();
+                    let timer = async { glommio::timer::sleep(d).await };
+                    timer.or(changed).or(self.turn(t)).await;
+                }
+                Grant::WaitTurn => self.turn(t).await,
+            }
+        }
+        queued.granted = true;
+        let mut c = self.counters.borrow_mut();
+        c.delayed_count += 1;
+        c.delayed_micros += started.elapsed().as_micros() as u64;
+        permit()
+    }
+
+    /// Completes when the gate wakes waiter `t` (its turn may have come).
+    async fn turn(&self, t: Ticket) {
+        std::future::poll_fn(|cx| {
+            if self.gate.poll_turn(t, cx.waker()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// The second step of a write, synchronous: takes the next timestamp, appends the
@@ -187,23 +283,28 @@ impl<F: FileSystem> Db<F> {
         }
     }
 
-    /// Waits while too many memtables await flush or L0 is at the stop trigger; delays
-    /// writes while L0 is above the slowdown trigger (bounded foreground latency).
-    pub(super) async fn make_room(&self) -> Result<()> {
+    /// Waits while L0 is at the stop trigger, or every immutable memtable slot is
+    /// taken and the active memtable has no room for `bytes` (with a delayed write
+    /// rate; without one, as soon as the slots are taken); delays each write by
+    /// `slowdown_delay_us` while L0 is above the slowdown trigger.
+    pub(super) async fn make_room(&self, bytes: usize) -> Result<()> {
         let mut slowed = false;
         let mut stalled_at: Option<Instant> = None;
         loop {
-            let (imm, l0) = {
+            let (imm_full, l0) = {
                 let st = self.st.borrow();
                 if let Some(e) = &st.bg_error {
                     return Err(Error::Poisoned(e.clone()));
                 }
-                (st.imm.len(), st.version.levels[0].len())
+                let active_has_room = self.cfg.delayed_write_rate_bytes_per_sec > 0
+                    && st.mem.approximate_bytes() + bytes < self.cfg.memtable_bytes;
+                let imm_full = st.imm.len() >= self.cfg.max_immutable_memtables;
+                (imm_full && !active_has_room, st.version.levels[0].len())
             };
-            if imm >= self.cfg.max_immutable_memtables || l0 >= self.cfg.l0_stop_trigger {
+            if imm_full || l0 >= self.cfg.l0_stop_trigger {
                 if !self.background_running.get() {
                     // Nobody else will make room: do the work inline.
-                    if imm > 0 {
+                    if !self.st.borrow().imm.is_empty() {
                         self.flush_one().await?;
                     } else {
                         self.compact_once().await?;
