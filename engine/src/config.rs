@@ -54,10 +54,15 @@ pub const MAX_LOG_FLUSH_BYTES: usize = 16 * 1024 * 1024;
 /// pass a slowed engine without waiting.
 pub const DELAYED_WRITE_BURST_BYTES: usize = 64 << 10;
 
-/// Bytes above `EngineConfig::write_in_flight_bytes` that writes of at most this size
-/// may still take: while large writers keep the bound full, a small write enters the
-/// log at once instead of waiting for their group commit.
-pub const SMALL_WRITE_RESERVE_BYTES: usize = 64 << 10;
+/// Writes of at most this many bytes may take the small-write lane of the write gate
+/// (`db::gate`): admitted at once, ahead of any queue, from a pool of their own.
+pub const SMALL_WRITE_MAX_BYTES: usize = 16 << 10;
+
+/// The small-write lane's pool: bytes of small writes admitted and not yet durable.
+/// While large writers keep the gate's queue full, a small write enters the log at
+/// once instead of waiting behind their group commits; the pool bounds what small
+/// writes add to the log ahead of anyone.
+pub const SMALL_WRITE_LANE_BYTES: usize = 64 << 10;
 
 /// SSTable data blocks are cut once they reach this many bytes (before compression).
 pub const DATA_BLOCK_BYTES: usize = 4096;

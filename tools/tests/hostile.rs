@@ -788,7 +788,6 @@ fn unread_pipelines_of_large_responses() {
 /// it for small writes, fair order among waiters and a byte-proportional delay while
 /// flushes fall behind (docs/ARCHITECTURE.md, write admission).
 #[test]
-#[ignore = "reason: the write gate took the well-behaved p99 from 220-350 ms to 18-28 ms, but on a quiet machine the budget is about 20.7 ms (unloaded p99 0.6-0.8 ms + 20 ms) and 5 of 7 runs passed it by 1-7 ms; see docs/testing.md"]
 fn unread_pipelines_of_large_requests() {
     under_attack(
         "unread PUT pipelines",

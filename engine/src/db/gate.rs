@@ -21,7 +21,7 @@
 //! passes every large one that has not yet waited its share, and a large one waits
 //! at most about its own bytes' worth of later small ones: no write starves.
 
-use crate::config::SMALL_WRITE_RESERVE_BYTES;
+use crate::config::{SMALL_WRITE_LANE_BYTES, SMALL_WRITE_MAX_BYTES};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::task::Waker;
@@ -61,6 +61,8 @@ pub(super) struct GateLimits {
 struct State {
     limits: GateLimits,
     in_flight: usize,
+    /// Bytes admitted through the small-write lane and not yet released.
+    small_in_flight: usize,
     /// Credit of the delayed write rate (bytes), refilled lazily at `refilled_at`.
     credit: f64,
     refilled_at: Instant,
@@ -84,6 +86,7 @@ impl WriteGate {
             st: RefCell::new(State {
                 limits,
                 in_flight: 0,
+                small_in_flight: 0,
                 credit,
                 refilled_at: now,
                 virtual_time: 0,
@@ -108,6 +111,41 @@ impl WriteGate {
         }
         st.take(bytes, slowed, 1);
         true
+    }
+
+    /// Admits a small write (at most `SMALL_WRITE_MAX_BYTES`) from the small-write
+    /// lane, ahead of any queue, while the lane's pool (`SMALL_WRITE_LANE_BYTES`) has
+    /// room and, when slowed, the rate credit covers it; false: `try_fast`/`enqueue`.
+    ///
+    /// Why a lane: in fair order a small write still lands behind the large ones
+    /// whose tags came due (their turn is fair, but each costs a megabyte commit), so
+    /// under a flood it waited tens of milliseconds. Its own small pool lets it into
+    /// the log at once; large writes keep the whole main bound, so they do not starve.
+    pub fn try_small(&self, bytes: usize, slowed: bool, now: Instant) -> bool {
+        let mut st = self.st.borrow_mut();
+        if bytes > SMALL_WRITE_MAX_BYTES || st.small_in_flight + bytes > SMALL_WRITE_LANE_BYTES {
+            return false;
+        }
+        st.refill(slowed, bytes, now);
+        let rated = slowed && st.limits.rate_bytes_per_sec > 0;
+        if rated && st.credit < bytes as f64 {
+            return false;
+        }
+        if rated {
+            st.credit -= bytes as f64;
+        }
+        st.small_in_flight += bytes;
+        true
+    }
+
+    /// Returns bytes admitted by `try_small`.
+    pub fn release_small(&self, bytes: usize) {
+        let mut st = self.st.borrow_mut();
+        assert!(
+            st.small_in_flight >= bytes,
+            "the small-write lane released more than it admitted"
+        );
+        st.small_in_flight -= bytes;
     }
 
     /// Queues a write of `bytes`; its ticket orders it among the waiters.
@@ -212,16 +250,9 @@ impl State {
         self.has_room(bytes) && (!slowed || self.credit >= bytes as f64)
     }
 
-    /// Room under the in-flight bound. Small writes may also use
-    /// `SMALL_WRITE_RESERVE_BYTES` above it, so that a small synced write never waits
-    /// for a large writer's group commit before it may enter the log.
+    /// Room under the in-flight bound (one write larger than the bound goes alone).
     fn has_room(&self, bytes: usize) -> bool {
-        let reserve = if bytes <= SMALL_WRITE_RESERVE_BYTES {
-            SMALL_WRITE_RESERVE_BYTES
-        } else {
-            0
-        };
-        self.in_flight == 0 || self.in_flight + bytes <= self.limits.in_flight_bytes + reserve
+        self.in_flight == 0 || self.in_flight + bytes <= self.limits.in_flight_bytes
     }
 
     /// Adds the rate credit earned since the last refill. Credit grows up to what
@@ -449,11 +480,7 @@ mod tests {
         let (g, now) = gate(2 * MIB, 0);
         assert!(g.try_fast(MIB, false, now));
         assert!(g.try_fast(MIB, false, now));
-        assert!(!g.try_fast(SMALL_WRITE_RESERVE_BYTES + 1, false, now));
-        // Small writes have their reserve above the bound.
-        assert!(g.try_fast(SMALL_WRITE_RESERVE_BYTES, false, now));
         assert!(!g.try_fast(1, false, now));
-        g.release(SMALL_WRITE_RESERVE_BYTES);
         let t = g.enqueue(8 * MIB);
         assert_eq!(g.try_grant(t, false, now), Grant::WaitTurn);
         g.release(MIB);
@@ -462,6 +489,37 @@ mod tests {
         assert_eq!(g.try_grant(t, false, now), Grant::Granted);
         assert_eq!(g.in_flight_bytes(), 8 * MIB);
         assert_eq!(g.waiting(), 0);
+    }
+
+    /// The small-write lane: small writes go at once while large ones queue behind
+    /// a full bound, up to the lane's pool; larger writes never take it; while slowed
+    /// they still pay the rate.
+    #[test]
+    fn small_writes_take_their_lane_past_a_full_queue() {
+        let (g, now) = gate(MIB, 0);
+        assert!(g.try_fast(MIB, false, now));
+        let large = g.enqueue(MIB);
+        assert_eq!(g.try_grant(large, false, now), Grant::WaitTurn);
+        assert!(!g.try_small(SMALL_WRITE_MAX_BYTES + 1, false, now));
+        let fit = SMALL_WRITE_LANE_BYTES / SMALL_WRITE_MAX_BYTES;
+        for i in 0..fit {
+            assert!(
+                g.try_small(SMALL_WRITE_MAX_BYTES, false, now),
+                "small write {i}"
+            );
+        }
+        assert!(!g.try_small(1, false, now), "the lane's pool is full");
+        g.release_small(SMALL_WRITE_MAX_BYTES);
+        assert!(g.try_small(100, false, now));
+        // The lane leaves the main bound to the large writes.
+        assert_eq!(g.in_flight_bytes(), MIB);
+        g.release(MIB);
+        assert_eq!(g.try_grant(large, false, now), Grant::Granted);
+        // Slowed without credit: the lane refuses (the write queues and waits).
+        let (g, now) = gate(64 * MIB, MIB as u64);
+        assert!(g.try_fast(64 << 10, true, now));
+        assert!(!g.try_small(100, true, now));
+        assert!(g.try_small(100, true, now + Duration::from_millis(1)));
     }
 
     /// A release admits the waiters that now fit before their tasks run: a write

@@ -62,11 +62,17 @@ impl Commit {
 pub struct WritePermit {
     gate: Rc<WriteGate>,
     bytes: usize,
+    /// Admitted through the small-write lane (its own pool).
+    small: bool,
 }
 
 impl Drop for WritePermit {
     fn drop(&mut self) {
-        self.gate.release(self.bytes);
+        if self.small {
+            self.gate.release_small(self.bytes);
+        } else {
+            self.gate.release(self.bytes);
+        }
     }
 }
 
@@ -140,12 +146,17 @@ impl<F: FileSystem> Db<F> {
     /// core not under pressure) this is one check and no suspension.
     async fn acquire(&self, bytes: usize) -> WritePermit {
         // Built only once admitted: dropping it releases the bytes.
-        let permit = || WritePermit {
+        let permit = |small| WritePermit {
             gate: self.gate.clone(),
             bytes,
+            small,
         };
-        if self.gate.try_fast(bytes, self.slowed(), Instant::now()) {
-            return permit();
+        let (slowed, now) = (self.slowed(), Instant::now());
+        if self.gate.try_small(bytes, slowed, now) {
+            return permit(true);
+        }
+        if self.gate.try_fast(bytes, slowed, now) {
+            return permit(false);
         }
         let mut queued = Queued {
             gate: &self.gate,
@@ -170,7 +181,7 @@ impl<F: FileSystem> Db<F> {
         let mut c = self.counters.borrow_mut();
         c.delayed_count += 1;
         c.delayed_micros += started.elapsed().as_micros() as u64;
-        permit()
+        permit(false)
     }
 
     /// Completes when the gate wakes waiter `t` (its turn may have come).
