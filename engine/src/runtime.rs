@@ -40,21 +40,21 @@ pub fn spawn_background<F: FileSystem>(db: &Rc<Db<F>>) -> crate::Result<()> {
     Ok(())
 }
 
-/// Helpers for the engine's own tests of task coordination.
-#[cfg(test)]
-pub(crate) mod testing {
+/// Helpers for tests of task coordination (the engine's own and its integration
+/// tests): executors that fail a test instead of hanging it. Not used by the product.
+pub mod testing {
     use super::*;
     use std::future::Future;
     use std::sync::mpsc;
 
     /// Preemption timer of bounded tests: short, so that `yield_if_needed` yields.
-    pub(crate) const TEST_PREEMPT_TIMER: Duration = Duration::from_millis(1);
+    pub const TEST_PREEMPT_TIMER: Duration = Duration::from_millis(1);
 
     /// Runs `f` on a fresh executor (the engine's settings, a 1 ms preemption timer) and
     /// fails the test, instead of hanging, if `f` has not finished within `limit`: a
     /// glommio timer races the work, and the test thread gives up waiting even if the
     /// executor is wedged so badly that the timer cannot fire.
-    pub(crate) fn run_bounded<F>(limit: Duration, f: impl FnOnce() -> F + Send + 'static)
+    pub fn run_bounded<F>(limit: Duration, f: impl FnOnce() -> F + Send + 'static)
     where
         F: Future<Output = ()> + 'static,
     {
@@ -90,11 +90,8 @@ pub(crate) mod testing {
     /// Runs `f` on a fresh executor with preemption timer `timer` and nothing that
     /// could end a park from outside the work (no glommio timer of the test's own). Fails the test if `f` has not finished within `limit`; the executor
     /// thread is then left parked (nothing can wake it) and dies with the process.
-    pub(crate) fn run_isolated<F>(
-        limit: Duration,
-        timer: Duration,
-        f: impl FnOnce() -> F + Send + 'static,
-    ) where
+    pub fn run_isolated<F>(limit: Duration, timer: Duration, f: impl FnOnce() -> F + Send + 'static)
+    where
         F: Future<Output = ()> + 'static,
     {
         let _ = crate::fs::glommio_fs::raise_memlock_limit();

@@ -8,38 +8,13 @@ use common::{key_for, tiny_config, value_for};
 use nextdb_engine::batch::WriteBatch;
 use nextdb_engine::db::{Db, WriteOptions};
 use nextdb_engine::fs::sim::{OpKind, SimFs};
+use nextdb_engine::runtime::testing::run_bounded;
 use nextdb_engine::{EngineConfig, Error};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
-
-/// Runs `f` on an executor with the engine's settings and a 1 ms preemption timer (so
-/// `yield_if_needed` really yields), and fails the test if it takes longer than `limit`.
-fn run_bounded<F>(limit: Duration, f: impl FnOnce() -> F + Send + 'static)
-where
-    F: std::future::Future<Output = ()> + 'static,
-{
-    let _ = nextdb_engine::fs::glommio_fs::raise_memlock_limit();
-    let finished = nextdb_engine::runtime::executor_builder(glommio::Placement::Unbound)
-        .preempt_timer(Duration::from_millis(1))
-        .spawn(move || async move {
-            let work = async {
-                f().await;
-                true
-            };
-            let timer = async {
-                glommio::timer::sleep(limit).await;
-                false
-            };
-            futures_lite::future::or(work, timer).await
-        })
-        .expect("start an executor")
-        .join()
-        .expect("executor thread");
-    assert!(finished, "test did not finish within {limit:?}");
-}
 
 const WRITERS: u64 = 8;
 const ROUNDS: u64 = 60;
