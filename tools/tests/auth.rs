@@ -16,20 +16,22 @@ fn secure() -> Opts {
     }
 }
 
+/// A HELLO that starts SCRAM with the client-first-message `first`.
+fn scram_hello(first: Vec<u8>) -> Request {
+    Request::Hello(Hello {
+        min_version: 1,
+        max_version: 1,
+        client_name: "t".into(),
+        mechanism: MECHANISM.into(),
+        auth_data: first,
+    })
+}
+
 /// The salt a node shows in its server-first-message for `user`.
 fn salt_of(s: &Server, user: &str) -> String {
     let mut c = Raw::connect(s.addr);
     let (_, first) = ClientExchange::start(user);
-    c.send(
-        &Request::Hello(Hello {
-            min_version: 1,
-            max_version: 1,
-            client_name: "t".into(),
-            mechanism: MECHANISM.into(),
-            auth_data: first,
-        }),
-        0,
-    );
+    c.send(&scram_hello(first), 0);
     match c.recv().expect("no HELLO answer").1 {
         Response::HelloOk(ok) => {
             let text = String::from_utf8(ok.auth_data).unwrap();
@@ -80,16 +82,7 @@ fn a_failed_auth_leaves_nothing_usable() {
     for (user, password) in [("alice", "wrong"), ("mallory", "correct horse")] {
         let mut c = Raw::connect(s.addr);
         let (mut ex, first) = ClientExchange::start(user);
-        c.send(
-            &Request::Hello(Hello {
-                min_version: 1,
-                max_version: 1,
-                client_name: "t".into(),
-                mechanism: MECHANISM.into(),
-                auth_data: first,
-            }),
-            0,
-        );
+        c.send(&scram_hello(first), 0);
         let Response::HelloOk(ok) = c.recv().unwrap().1 else {
             panic!("no HelloOk")
         };
