@@ -95,7 +95,7 @@ impl ShardContext {
 
     /// A service cannot run (e.g. its port is taken): stop the whole node with `why`.
     pub fn fail(&self, why: String) {
-        eprintln!("nextdb: shard {}: {why}", self.id);
+        eprintln!("nextdb: shard {}: {why}", self.id());
         self.shutdown.fail_with(why);
     }
 

@@ -4,7 +4,6 @@
 //! simulator plugs in an in-thread transport, so the same routing code runs under both.
 //! Owned by one core; never shared between threads.
 
-use crate::config::SyncMode;
 use crate::error::ShardError;
 use crate::exec::ShardCore;
 use crate::ops::{BatchOp, BatchResult, ResponseBudget, ShardOp, ShardReply, ShardResult};
@@ -26,11 +25,10 @@ pub trait Transport {
 
 /// One core's router: its own shard, the partition map, and a way to the others.
 pub struct Router<F: FileSystem, T: Transport> {
-    pub id: usize,
+    /// Shards of `map`, counted once (the map never changes).
     pub shards: usize,
     pub map: PartitionMap,
     pub core: Rc<ShardCore<F>>,
-    pub sync: SyncMode,
     transport: T,
 }
 
@@ -43,18 +41,21 @@ impl<F: FileSystem, T: Transport> Router<F, T> {
             core.id
         );
         Router {
-            id: core.id,
             shards,
-            sync: core.sync,
             map,
             core,
             transport,
         }
     }
 
+    /// This core's shard.
+    pub fn id(&self) -> usize {
+        self.core.id
+    }
+
     /// Runs `op` on `shard`: directly when it is this core, else through the transport.
     pub async fn call(&self, shard: usize, op: ShardOp) -> ShardReply {
-        if shard == self.id {
+        if shard == self.id() {
             return self.core.clone().run(op).await;
         }
         self.core.stats.borrow_mut().cross_core_sent += 1;
@@ -65,7 +66,7 @@ impl<F: FileSystem, T: Transport> Router<F, T> {
     pub async fn route(&self, op: ShardOp) -> ShardReply {
         let shard = match op.routing_key() {
             Some(k) => self.map.shard_of(k),
-            None => self.id,
+            None => self.id(),
         };
         self.call(shard, op).await
     }
@@ -230,7 +231,7 @@ impl<F: FileSystem, T: Transport> Router<F, T> {
                 }
             }
         }
-        Ok(node_json(&snaps, &self.sync.to_string()).to_string())
+        Ok(node_json(&snaps, &self.core.sync.to_string()).to_string())
     }
 }
 

@@ -166,7 +166,7 @@ fn on_hello<S: AsyncRead + AsyncWrite + Unpin>(
     let mut ok = HelloOk {
         version: hi,
         server_name: SERVER_NAME.to_string(),
-        shard: ctx.id as u16,
+        shard: ctx.id() as u16,
         shards: ctx.shards as u16,
         slots: SLOTS,
         authenticated: false,
