@@ -199,6 +199,14 @@ pub fn stats(c: &ConnArgs) -> Result<(), String> {
                 s["cross_core"]["sent"],
                 s["cross_core"]["received"]
             );
+            let syncs = e["log_syncs"].as_u64().unwrap_or(0);
+            let per = |n: u64| n as f64 / syncs.max(1) as f64;
+            println!(
+                "  {label:<8} log: {} records, {syncs} group commits ({:.1} records and {:.0} us each)",
+                e["log_records"],
+                per(e["log_records"].as_u64().unwrap_or(0)),
+                per(e["log_sync_micros"].as_u64().unwrap_or(0)),
+            );
         }
     }
     Ok(())

@@ -1,8 +1,8 @@
-//! The background loops (flush and compaction) and shutdown.
+//! The background loops (flush, compaction, the log's spare segment) and shutdown.
 //!
 //! Ownership: `run_background` is one task of the owning core, spawned into a
-//! low-share task queue (`runtime::spawn_background`); its flusher and compactor share
-//! that task through `zip`. `close` is called by the owner.
+//! low-share task queue (`runtime::spawn_background`); its flusher, compactor and spare
+//! writer share that task through `zip`. `close` is called by the owner.
 
 use super::Db;
 use crate::Result;
@@ -46,7 +46,28 @@ impl<F: FileSystem> Db<F> {
                 }
             }
         };
-        futures_lite::future::zip(flusher, compactor).await;
+        // Keeps a spare log segment ready, so a rotation never writes a new file on
+        // the commit path (`Log::prepare_spare`).
+        let spares = async {
+            loop {
+                let w = self.bg_wake.wait();
+                if self.st.borrow().closing {
+                    break;
+                }
+                if self.log.wants_spare() {
+                    let closing = || self.st.borrow().closing;
+                    if let Err(e) = self.log.prepare_spare(closing).await {
+                        tracing::warn!(
+                            error = %e,
+                            "cannot write a spare log segment; segments are created at rotation from now on"
+                        );
+                    }
+                    continue;
+                }
+                w.await;
+            }
+        };
+        futures_lite::future::zip(futures_lite::future::zip(flusher, compactor), spares).await;
         self.background_running.set(false);
         self.changed.notify_all();
     }

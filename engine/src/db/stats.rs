@@ -19,6 +19,11 @@ pub struct DbStats {
     pub last_ts: u64,
     pub user_bytes_written: u64,
     pub log_bytes_written: u64,
+    /// Log records appended, group commits (fdatasyncs) and their summed duration:
+    /// records / syncs is the group-commit batch size.
+    pub log_records: u64,
+    pub log_syncs: u64,
+    pub log_sync_micros: u64,
     pub flush_bytes_written: u64,
     pub compaction_bytes_read: u64,
     pub compaction_bytes_written: u64,
@@ -78,6 +83,9 @@ impl<F: FileSystem> Db<F> {
             last_ts: st.last_ts,
             user_bytes_written: c.user_bytes,
             log_bytes_written: log.bytes_written,
+            log_records: log.records,
+            log_syncs: log.syncs,
+            log_sync_micros: log.sync_micros,
             flush_bytes_written: c.flush_bytes,
             compaction_bytes_read: c.compaction_read,
             compaction_bytes_written: c.compaction_written,

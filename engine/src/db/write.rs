@@ -278,13 +278,18 @@ impl<F: FileSystem> Db<F> {
     /// durable (one group commit covers every commit waiting at the time); for an
     /// unsynced one, writes the log buffer out (no fsync) once it is over its bound.
     pub async fn wait_durable(&self, c: &Commit) -> Result<()> {
-        if c.sync {
+        let r = if c.sync {
             self.log.sync(c.lsn).await
         } else if self.log.needs_flush() {
             self.log.flush().await
         } else {
             Ok(())
+        };
+        if self.log.wants_spare() {
+            // A rotation took the spare: the background writes the next one.
+            self.bg_wake.notify_all();
         }
+        r
     }
 
     pub(super) fn check_bg_error(&self) -> Result<()> {

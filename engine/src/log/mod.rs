@@ -29,15 +29,25 @@ pub type Lsn = u64;
 #[derive(Debug, Clone, Default)]
 pub struct LogStats {
     pub bytes_written: u64,
+    /// Group commits (fdatasyncs of the active segment).
     pub syncs: u64,
+    /// Microseconds spent in those group commits' write and fdatasync, summed.
+    pub sync_micros: u64,
     pub records: u64,
     pub segments: usize,
+    /// Spare segments zero-filled by the background, and dead segments recycled as
+    /// spares instead (each saves writing a segment's worth of zeros).
+    pub spares_written: u64,
+    pub segments_recycled: u64,
 }
 
 #[derive(Debug, Default, Clone)]
 struct SegmentMeta {
     /// group → (min index, max index) of the records in the segment.
     groups: HashMap<u64, (u64, u64)>,
+    /// File size once this run sealed the segment (0: not sealed by this run): a
+    /// dead segment at least `log_segment_bytes` long is recycled as the next spare.
+    sealed_bytes: u64,
 }
 
 impl SegmentMeta {
@@ -67,6 +77,7 @@ struct Inner<F: FileSystem> {
     durable_lsn: Lsn,
     flushing: bool,
     poisoned: Option<String>,
+    spare: Spare,
     /// Metadata of every segment on disk, the active one included.
     segments: BTreeMap<u64, SegmentMeta>,
     /// group → highest index no longer needed.
@@ -75,6 +86,38 @@ struct Inner<F: FileSystem> {
     /// half of the density check recovery makes.
     appended: HashMap<u64, (u64, bool)>,
     stats: LogStats,
+}
+
+impl<F: FileSystem> Inner<F> {
+    /// Books a leader's successful write of the records up to `upto` into segment
+    /// `seq` (`sealed`: the segment's size if the write rotated it).
+    fn note_written(
+        &mut self,
+        seq: u64,
+        meta: &SegmentMeta,
+        sealed: Option<u64>,
+        upto: Lsn,
+        durable: bool,
+        bytes: u64,
+    ) {
+        if let Some(m) = self.segments.get_mut(&seq) {
+            m.merge(meta);
+            m.sealed_bytes = sealed.unwrap_or(0);
+        }
+        if sealed.is_some() {
+            // A rotation synced the old segment whole.
+            self.active_seq = seq + 1;
+            self.segments.insert(seq + 1, SegmentMeta::default());
+            self.durable_lsn = upto;
+        }
+        self.written_lsn = upto;
+        if durable {
+            self.durable_lsn = upto;
+            self.stats.syncs += 1;
+        }
+        self.stats.bytes_written += bytes;
+        self.stats.segments = self.segments.len();
+    }
 }
 
 /// The shard's write-ahead log.
@@ -87,6 +130,29 @@ pub struct Log<F: FileSystem> {
     /// Wakes tasks waiting for a flush to finish.
     flushed: Notify,
 }
+
+/// The file the next segment starts in, prepared off the commit path so a rotation
+/// costs a rename and a header page, and every flush of the new segment overwrites
+/// written blocks (an fdatasync then journals no size or extent change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spare {
+    /// None: the background may write one (or `gc` recycle a dead segment into it).
+    Wanted,
+    /// The background is zero-filling it.
+    Preparing,
+    /// [`SPARE_NAME`] holds a synced file of at least `log_segment_bytes`.
+    Ready,
+    /// Writing one failed once: rotations create plain segments for the rest of the run.
+    Unavailable,
+}
+
+/// File name of the spare segment; not a segment name, so recovery ignores it (and
+/// `Log::open` removes it).
+pub const SPARE_NAME: &str = "log-spare.tmp";
+
+/// A spare holds `log_segment_bytes` and 1/16 more, so the flush that crosses the
+/// segment size usually still lands on written blocks.
+const SPARE_HEADROOM_DIVISOR: u64 = 16;
 
 /// Releases the leader role of a flush whose future was dropped before it finished.
 struct LeaderGuard<'a, F: FileSystem> {
@@ -212,12 +278,12 @@ impl<F: FileSystem> Log<F> {
         mut replay: impl FnMut(LogRecord<'_>) -> Result<()>,
     ) -> Result<Self> {
         crate::fs::create_dir_all_durable(&fs, dir).await?;
-        let mut seqs: Vec<u64> = fs
-            .list_dir(dir)
-            .await?
-            .iter()
-            .filter_map(|n| parse_segment_name(n))
-            .collect();
+        let names = fs.list_dir(dir).await?;
+        if names.iter().any(|n| n == SPARE_NAME) {
+            // A spare from the last run, maybe half written: start over.
+            fs.remove(&dir.join(SPARE_NAME)).await?;
+        }
+        let mut seqs: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
         seqs.sort_unstable();
         let mut segments = BTreeMap::new();
         let mut dense = DenseIndexes::default();
@@ -258,6 +324,7 @@ impl<F: FileSystem> Log<F> {
                 durable_lsn: 0,
                 flushing: false,
                 poisoned: None,
+                spare: Spare::Wanted,
                 segments,
                 truncated: HashMap::new(),
                 appended: dense
@@ -363,7 +430,7 @@ impl<F: FileSystem> Log<F> {
         // Let every other task that is ready in this executor tick append first: one
         // write and one fdatasync then cover all of them.
         futures_lite::future::yield_now().await;
-        let (mut writer, bytes, meta, upto, seq) = {
+        let (writer, bytes, meta, upto, seq, spare_ready) = {
             let mut i = self.inner.borrow_mut();
             i.flushing = true;
             let Some(w) = i.writer.take() else {
@@ -372,73 +439,119 @@ impl<F: FileSystem> Log<F> {
             };
             let bytes = std::mem::take(&mut i.pending);
             let meta = std::mem::take(&mut i.pending_meta);
-            (w, bytes, meta, i.last_lsn, i.active_seq)
+            let spare_ready = i.spare == Spare::Ready;
+            (w, bytes, meta, i.last_lsn, i.active_seq, spare_ready)
         };
-        writer.append_encoded(&bytes);
-        let res = async {
-            let mut n = writer.flush().await?;
-            if durable || writer.position() >= self.segment_bytes {
-                n += writer.sync().await?;
-            }
-            Ok::<u64, Error>(n)
-        }
-        .await;
-        let res = match res {
-            Ok(n) => {
-                // Rotate once the segment is full; the old one is synced above.
-                if writer.position() >= self.segment_bytes {
-                    match self.rotate(seq + 1).await {
-                        Ok(new_writer) => {
-                            let old = std::mem::replace(&mut writer, new_writer);
-                            let _ = old.close().await;
-                            Ok((n, Some(seq + 1)))
-                        }
-                        Err(e) => Err(e),
-                    }
-                } else {
-                    Ok((n, None))
-                }
-            }
-            Err(e) => Err(e),
-        };
+        let started = std::time::Instant::now();
+        let (writer, res) = self
+            .write_batch(writer, &bytes, durable, seq, spare_ready)
+            .await;
         guard.armed = false;
-        let out = {
-            let mut i = self.inner.borrow_mut();
-            i.flushing = false;
-            i.writer = Some(writer);
-            match res {
-                Ok((n, rotated)) => {
-                    if let Some(m) = i.segments.get_mut(&seq) {
-                        m.merge(&meta);
-                    }
-                    if let Some(new_seq) = rotated {
-                        i.active_seq = new_seq;
-                        i.segments.insert(new_seq, SegmentMeta::default());
-                        i.durable_lsn = upto;
-                    }
-                    i.written_lsn = upto;
-                    if durable {
-                        i.durable_lsn = upto;
-                        i.stats.syncs += 1;
-                    }
-                    i.stats.bytes_written += n;
-                    i.stats.segments = i.segments.len();
-                    Ok(())
+        let mut i = self.inner.borrow_mut();
+        i.flushing = false;
+        i.writer = writer;
+        let out = match res {
+            Ok((n, sealed)) => {
+                i.note_written(seq, &meta, sealed, upto, durable, n);
+                if durable {
+                    i.stats.sync_micros += started.elapsed().as_micros() as u64;
                 }
-                Err(e) => {
-                    i.poisoned = Some(e.to_string());
-                    Err(e)
-                }
+                Ok(())
+            }
+            Err(e) => {
+                i.poisoned = Some(e.to_string());
+                Err(e)
             }
         };
+        drop(i);
         self.flushed.notify_all();
         out
     }
 
-    async fn rotate(&self, seq: u64) -> Result<SegmentWriter<F>> {
-        let w = SegmentWriter::create(&self.fs, &self.dir.join(segment_name(seq)), seq, 0).await?;
+    /// Writes `bytes` to the active segment, fsyncs when `durable` or rotating, and
+    /// rotates once the segment is full (or, when a spare is ready, if the active
+    /// segment was not preallocated: the first segment of a run). Returns the writer
+    /// to keep (`None` after a failed rotation: the log is poisoned then), the bytes
+    /// written, and the old segment's sealed size if it rotated.
+    async fn write_batch(
+        &self,
+        mut writer: SegmentWriter<F>,
+        bytes: &[u8],
+        durable: bool,
+        seq: u64,
+        spare_ready: bool,
+    ) -> (Option<SegmentWriter<F>>, Result<(u64, Option<u64>)>) {
+        writer.append_encoded(bytes);
+        let rotate =
+            writer.position() >= self.segment_bytes || (spare_ready && !writer.preallocated());
+        let written = if durable || rotate {
+            writer.sync().await
+        } else {
+            writer.flush().await
+        };
+        let n = match written {
+            Ok(n) => n,
+            Err(e) => return (Some(writer), Err(e)),
+        };
+        if !rotate {
+            return (Some(writer), Ok((n, None)));
+        }
+        // The old segment is cut to its data and synced before the next one is named:
+        // a crash in between leaves it the last segment, complete.
+        let sealed = match writer.seal().await {
+            Ok(b) => b,
+            Err(e) => return (None, Err(e)),
+        };
+        match self.rotate(seq + 1, spare_ready).await {
+            Ok(w) => (Some(w), Ok((n, Some(sealed)))),
+            Err(e) => (None, Err(e)),
+        }
+    }
+
+    /// Starts segment `seq`: in the spare when one is ready, else in a new file.
+    async fn rotate(&self, seq: u64, spare_ready: bool) -> Result<SegmentWriter<F>> {
+        let path = self.dir.join(segment_name(seq));
+        let w = if spare_ready {
+            self.inner.borrow_mut().spare = Spare::Wanted;
+            self.fs.rename(&self.dir.join(SPARE_NAME), &path).await?;
+            SegmentWriter::reuse(&self.fs, &path, seq, 0).await?
+        } else {
+            SegmentWriter::create(&self.fs, &path, seq, 0).await?
+        };
         self.fs.sync_dir(&self.dir).await?;
         Ok(w)
+    }
+
+    /// True when no spare segment is ready or being written: the owner's background
+    /// task should call [`Log::prepare_spare`].
+    pub fn wants_spare(&self) -> bool {
+        let i = self.inner.borrow();
+        i.spare == Spare::Wanted && i.poisoned.is_none()
+    }
+
+    /// Zero-fills the spare segment the next rotation starts in (off the commit path;
+    /// the owner's background task calls it when [`Log::wants_spare`]). Stops early,
+    /// returning `Ok(false)`, once `stop` says so. After an error rotations create
+    /// plain segments for the rest of the run: a spare is an optimisation.
+    pub async fn prepare_spare(&self, stop: impl Fn() -> bool) -> Result<bool> {
+        {
+            let mut i = self.inner.borrow_mut();
+            if i.spare != Spare::Wanted {
+                return Ok(false);
+            }
+            i.spare = Spare::Preparing;
+        }
+        let seg = record::page_ceil(self.segment_bytes);
+        let bytes = seg + record::page_ceil(seg / SPARE_HEADROOM_DIVISOR);
+        let res = segment::write_spare(&self.fs, &self.dir.join(SPARE_NAME), bytes, stop).await;
+        let mut i = self.inner.borrow_mut();
+        i.spare = match &res {
+            Ok(true) => Spare::Ready,
+            Ok(false) => Spare::Wanted,
+            Err(_) => Spare::Unavailable,
+        };
+        i.stats.spares_written += u64::from(matches!(res, Ok(true)));
+        res
     }
 
     /// Records that `group` no longer needs records with index <= `upto`.
@@ -448,11 +561,14 @@ impl<F: FileSystem> Log<F> {
         *t = (*t).max(upto);
     }
 
-    /// Removes closed segments whose every record is truncated; returns how many.
+    /// Removes closed segments whose every record is truncated; returns how many. When
+    /// a spare is wanted, the first dead segment this run sealed full becomes the spare
+    /// instead of being removed (a rename, not a segment's worth of zeros).
     pub async fn gc(&self) -> Result<usize> {
-        let dead: Vec<u64> = {
-            let i = self.inner.borrow();
-            i.segments
+        let (dead, recycle) = {
+            let mut i = self.inner.borrow_mut();
+            let dead: Vec<u64> = i
+                .segments
                 .iter()
                 .filter(|(seq, meta)| {
                     **seq != i.active_seq
@@ -462,21 +578,53 @@ impl<F: FileSystem> Log<F> {
                             .all(|(g, (_, hi))| i.truncated.get(g).is_some_and(|t| t >= hi))
                 })
                 .map(|(s, _)| *s)
-                .collect()
+                .collect();
+            let recycle = (i.spare == Spare::Wanted)
+                .then(|| {
+                    dead.iter().copied().find(|s| {
+                        i.segments
+                            .get(s)
+                            .is_some_and(|m| m.sealed_bytes >= self.segment_bytes)
+                    })
+                })
+                .flatten();
+            if recycle.is_some() {
+                i.spare = Spare::Preparing;
+            }
+            (dead, recycle)
         };
         if dead.is_empty() {
             return Ok(0);
         }
-        for seq in &dead {
-            self.fs.remove(&self.dir.join(segment_name(*seq))).await?;
-        }
-        self.fs.sync_dir(&self.dir).await?;
+        let res = self.remove_dead(&dead, recycle).await;
         let mut i = self.inner.borrow_mut();
+        if recycle.is_some() {
+            i.spare = if res.is_ok() {
+                Spare::Ready
+            } else {
+                Spare::Wanted
+            };
+            i.stats.segments_recycled += u64::from(res.is_ok());
+        }
+        res?;
         for seq in &dead {
             i.segments.remove(seq);
         }
         i.stats.segments = i.segments.len();
         Ok(dead.len())
+    }
+
+    /// Removes the dead segments, renaming `recycle` to the spare's name instead.
+    async fn remove_dead(&self, dead: &[u64], recycle: Option<u64>) -> Result<()> {
+        for &seq in dead {
+            let path = self.dir.join(segment_name(seq));
+            if Some(seq) == recycle {
+                self.fs.rename(&path, &self.dir.join(SPARE_NAME)).await?;
+            } else {
+                self.fs.remove(&path).await?;
+            }
+        }
+        self.fs.sync_dir(&self.dir).await
     }
 
     pub fn stats(&self) -> LogStats {

@@ -60,14 +60,31 @@ pub struct SegmentWriter<F: FileSystem> {
     buf: Vec<u8>,
     /// Scratch for one write of at most `MAX_IO_BYTES`.
     io_buf: Vec<u8>,
+    /// The file's blocks were written before this segment began (a zero-filled or
+    /// recycled spare): flushes overwrite them, so `fdatasync` has no file size or
+    /// extent to journal, only the data to flush.
+    preallocated: bool,
 }
 
 impl<F: FileSystem> SegmentWriter<F> {
     /// Creates the file, writes and syncs its header page. The caller syncs the
     /// directory before relying on the name. `flags` as [`FLAG_RUN_START`].
     pub async fn create(fs: &F, path: &Path, seq: u64, flags: u32) -> Result<Self> {
-        let salt = rand::random::<u64>();
         let file = fs.create_rw(path).await?;
+        Self::start(file, path, seq, flags, false).await
+    }
+
+    /// Starts segment `seq` in an existing file whose blocks are already written (a
+    /// spare from [`write_spare`] or a recycled segment, renamed to `path` by the
+    /// caller): the header page is overwritten with a fresh salt, so whatever the file
+    /// held before can never verify as a flush of this segment.
+    pub async fn reuse(fs: &F, path: &Path, seq: u64, flags: u32) -> Result<Self> {
+        let file = fs.open_rw(path).await?;
+        Self::start(file, path, seq, flags, true).await
+    }
+
+    async fn start(file: F::Rw, path: &Path, seq: u64, flags: u32, pre: bool) -> Result<Self> {
+        let salt = rand::random::<u64>();
         file.write_at(0, &header_page(seq, salt, flags)).await?;
         file.sync().await?;
         Ok(SegmentWriter {
@@ -78,7 +95,29 @@ impl<F: FileSystem> SegmentWriter<F> {
             salt,
             buf: Vec::new(),
             io_buf: Vec::new(),
+            preallocated: pre,
         })
+    }
+
+    /// True if flushes overwrite blocks written before the segment began.
+    pub fn preallocated(&self) -> bool {
+        self.preallocated
+    }
+
+    /// Ends a full segment before a later one starts: cuts the file at the end of its
+    /// last flush (a spare's unused zeros or a recycled file's old bytes would read as
+    /// damage in a segment that is not the last) and syncs. Returns the file's size.
+    pub async fn seal(self) -> Result<u64> {
+        debug_assert!(
+            self.buf.is_empty(),
+            "sealing a segment with unwritten records"
+        );
+        if self.file.size().await? > self.file_pos {
+            self.file.truncate(self.file_pos).await?;
+        }
+        self.file.sync().await?;
+        self.file.close().await?;
+        Ok(self.file_pos)
     }
 
     /// Buffers one record.
@@ -202,6 +241,32 @@ impl<F: FileSystem> SegmentWriter<F> {
     pub async fn close(self) -> Result<()> {
         self.file.close().await
     }
+}
+
+/// Writes a spare segment file at `path`: `bytes` of zeros, synced, so that a segment
+/// later started in it ([`SegmentWriter::reuse`]) only overwrites blocks. Gives up
+/// (returning `Ok(false)`, the file left for the caller to remove) once `stop` says so.
+pub async fn write_spare<F: FileSystem>(
+    fs: &F,
+    path: &Path,
+    bytes: u64,
+    stop: impl Fn() -> bool,
+) -> Result<bool> {
+    let file = fs.create_rw(path).await?;
+    let zeros = vec![0u8; MAX_IO_BYTES];
+    let mut at = 0u64;
+    while at < bytes {
+        if stop() {
+            file.close().await?;
+            return Ok(false);
+        }
+        let n = (bytes - at).min(MAX_IO_BYTES as u64) as usize;
+        file.write_at(at, &zeros[..n]).await?;
+        at += n as u64;
+    }
+    file.sync().await?;
+    file.close().await?;
+    Ok(true)
 }
 
 /// A record read back, with its file offset.
