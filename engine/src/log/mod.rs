@@ -35,19 +35,14 @@ pub struct LogStats {
     pub sync_micros: u64,
     pub records: u64,
     pub segments: usize,
-    /// Spare segments zero-filled by the background, and dead segments recycled as
-    /// spares instead (each saves writing a segment's worth of zeros).
+    /// Spare segments zero-filled by the background.
     pub spares_written: u64,
-    pub segments_recycled: u64,
 }
 
 #[derive(Debug, Default, Clone)]
 struct SegmentMeta {
     /// group → (min index, max index) of the records in the segment.
     groups: HashMap<u64, (u64, u64)>,
-    /// File size once this run sealed the segment (0: not sealed by this run): a
-    /// dead segment at least `log_segment_bytes` long is recycled as the next spare.
-    sealed_bytes: u64,
 }
 
 impl SegmentMeta {
@@ -102,7 +97,6 @@ impl<F: FileSystem> Inner<F> {
     ) {
         if let Some(m) = self.segments.get_mut(&seq) {
             m.merge(meta);
-            m.sealed_bytes = sealed.unwrap_or(0);
         }
         if sealed.is_some() {
             // A rotation synced the old segment whole.
@@ -136,7 +130,7 @@ pub struct Log<F: FileSystem> {
 /// written blocks (an fdatasync then journals no size or extent change).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Spare {
-    /// None: the background may write one (or `gc` recycle a dead segment into it).
+    /// None: the background may write one.
     Wanted,
     /// The background is zero-filling it.
     Preparing,
@@ -561,14 +555,16 @@ impl<F: FileSystem> Log<F> {
         *t = (*t).max(upto);
     }
 
-    /// Removes closed segments whose every record is truncated; returns how many. When
-    /// a spare is wanted, the first dead segment this run sealed full becomes the spare
-    /// instead of being removed (a rename, not a segment's worth of zeros).
+    /// Removes closed segments whose every record is truncated; returns how many.
+    ///
+    /// A dead segment is deleted, never recycled as the spare: power loss may drop
+    /// any unsynced page of the active segment while keeping a later one, and a dropped
+    /// page of a recycled file reads as its old bytes, which recovery could not tell
+    /// from bit damage (it can tell zeros: rule 4 of `docs/formats.md`).
     pub async fn gc(&self) -> Result<usize> {
-        let (dead, recycle) = {
-            let mut i = self.inner.borrow_mut();
-            let dead: Vec<u64> = i
-                .segments
+        let dead: Vec<u64> = {
+            let i = self.inner.borrow();
+            i.segments
                 .iter()
                 .filter(|(seq, meta)| {
                     **seq != i.active_seq
@@ -578,53 +574,21 @@ impl<F: FileSystem> Log<F> {
                             .all(|(g, (_, hi))| i.truncated.get(g).is_some_and(|t| t >= hi))
                 })
                 .map(|(s, _)| *s)
-                .collect();
-            let recycle = (i.spare == Spare::Wanted)
-                .then(|| {
-                    dead.iter().copied().find(|s| {
-                        i.segments
-                            .get(s)
-                            .is_some_and(|m| m.sealed_bytes >= self.segment_bytes)
-                    })
-                })
-                .flatten();
-            if recycle.is_some() {
-                i.spare = Spare::Preparing;
-            }
-            (dead, recycle)
+                .collect()
         };
         if dead.is_empty() {
             return Ok(0);
         }
-        let res = self.remove_dead(&dead, recycle).await;
-        let mut i = self.inner.borrow_mut();
-        if recycle.is_some() {
-            i.spare = if res.is_ok() {
-                Spare::Ready
-            } else {
-                Spare::Wanted
-            };
-            i.stats.segments_recycled += u64::from(res.is_ok());
+        for seq in &dead {
+            self.fs.remove(&self.dir.join(segment_name(*seq))).await?;
         }
-        res?;
+        self.fs.sync_dir(&self.dir).await?;
+        let mut i = self.inner.borrow_mut();
         for seq in &dead {
             i.segments.remove(seq);
         }
         i.stats.segments = i.segments.len();
         Ok(dead.len())
-    }
-
-    /// Removes the dead segments, renaming `recycle` to the spare's name instead.
-    async fn remove_dead(&self, dead: &[u64], recycle: Option<u64>) -> Result<()> {
-        for &seq in dead {
-            let path = self.dir.join(segment_name(seq));
-            if Some(seq) == recycle {
-                self.fs.rename(&path, &self.dir.join(SPARE_NAME)).await?;
-            } else {
-                self.fs.remove(&path).await?;
-            }
-        }
-        self.fs.sync_dir(&self.dir).await
     }
 
     pub fn stats(&self) -> LogStats {

@@ -60,8 +60,8 @@ pub struct SegmentWriter<F: FileSystem> {
     buf: Vec<u8>,
     /// Scratch for one write of at most `MAX_IO_BYTES`.
     io_buf: Vec<u8>,
-    /// The file's blocks were written before this segment began (a zero-filled or
-    /// recycled spare): flushes overwrite them, so `fdatasync` has no file size or
+    /// The file's blocks were written before this segment began (a zero-filled
+    /// spare): flushes overwrite them, so `fdatasync` has no file size or
     /// extent to journal, only the data to flush.
     preallocated: bool,
 }
@@ -74,10 +74,9 @@ impl<F: FileSystem> SegmentWriter<F> {
         Self::start(file, path, seq, flags, false).await
     }
 
-    /// Starts segment `seq` in an existing file whose blocks are already written (a
-    /// spare from [`write_spare`] or a recycled segment, renamed to `path` by the
-    /// caller): the header page is overwritten with a fresh salt, so whatever the file
-    /// held before can never verify as a flush of this segment.
+    /// Starts segment `seq` in an existing file of zeros (a spare from
+    /// [`write_spare`], renamed to `path` by the caller): only the header page is
+    /// written, with a fresh salt.
     pub async fn reuse(fs: &F, path: &Path, seq: u64, flags: u32) -> Result<Self> {
         let file = fs.open_rw(path).await?;
         Self::start(file, path, seq, flags, true).await
@@ -105,8 +104,8 @@ impl<F: FileSystem> SegmentWriter<F> {
     }
 
     /// Ends a full segment before a later one starts: cuts the file at the end of its
-    /// last flush (a spare's unused zeros or a recycled file's old bytes would read as
-    /// damage in a segment that is not the last) and syncs. Returns the file's size.
+    /// last flush (a spare's unused zeros would read as damage in a segment that is
+    /// not the last) and syncs. Returns the file's size.
     pub async fn seal(self) -> Result<u64> {
         debug_assert!(
             self.buf.is_empty(),
