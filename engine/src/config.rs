@@ -49,6 +49,11 @@ pub const MAX_LOG_RECORD_BYTES: usize = 64 * 1024 * 1024;
 /// checks a whole flush before replaying any of it, holds at most that in memory.
 pub const MAX_LOG_FLUSH_BYTES: usize = 16 * 1024 * 1024;
 
+/// Group commits of one core's log in flight at once: the next batch's write is
+/// issued while earlier fsyncs run, so a commit does not wait a whole write-and-fsync
+/// round behind the one before (`log::inflight`).
+pub const MAX_LOG_BATCHES_IN_FLIGHT: usize = 4;
+
 /// Credit of the delayed write rate (`EngineConfig::delayed_write_rate_bytes_per_sec`)
 /// a core keeps while no write waits: small writes up to this many bytes in a burst
 /// pass a slowed engine without waiting.

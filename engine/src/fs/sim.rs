@@ -73,6 +73,35 @@ struct Inode {
     /// Every change since the last sync, in order: what adversarial power loss picks
     /// survivors from.
     unsynced: Vec<ContentOp>,
+    /// Changes ever made, and how many of them are durable: an fsync makes durable
+    /// the changes made before it was issued, not those made while it ran.
+    ops_made: u64,
+    ops_synced: u64,
+}
+
+impl Inode {
+    fn push_unsynced(&mut self, op: ContentOp) {
+        self.unsynced.push(op);
+        self.ops_made += 1;
+    }
+
+    /// Makes the changes made before the `upto`-th durable (an fsync issued then).
+    fn sync_upto(&mut self, upto: u64) {
+        let n = upto
+            .saturating_sub(self.ops_synced)
+            .min(self.unsynced.len() as u64) as usize;
+        for op in self.unsynced.drain(..n) {
+            match op {
+                ContentOp::SetLen(len) => self.durable.resize(len, 0),
+                // Cannot fail: the offset was accepted when written.
+                ContentOp::Write(pos, data) => drop(put_at(&mut self.durable, pos, &data)),
+            }
+        }
+        self.ops_synced += n as u64;
+        if self.unsynced.is_empty() {
+            self.last_write = None;
+        }
+    }
 }
 
 /// An unsynced change of a file's contents.
@@ -262,7 +291,7 @@ impl State {
                 let inode = self.inode(ino, path)?;
                 inode.current.clear();
                 inode.last_write = None;
-                inode.unsynced.push(ContentOp::SetLen(0));
+                inode.push_unsynced(ContentOp::SetLen(0));
                 Ok(ino)
             }
             Some(Entry::Dir) => Err(Error::io(path, io::Error::from_raw_os_error(libc::EISDIR))),
@@ -282,7 +311,7 @@ impl State {
         let inode = self.inode(ino, path)?;
         put_at(&mut inode.current, pos, data)?;
         inode.last_write = Some((pos, data.to_vec()));
-        inode.unsynced.push(ContentOp::Write(pos, data.to_vec()));
+        inode.push_unsynced(ContentOp::Write(pos, data.to_vec()));
         Ok(())
     }
 
@@ -291,7 +320,13 @@ impl State {
         inode.durable.clone_from(&inode.current);
         inode.last_write = None;
         inode.unsynced.clear();
+        inode.ops_synced = inode.ops_made;
         Ok(inode.current.len() as u64)
+    }
+
+    /// Changes made so far to a file (what an fsync issued now covers).
+    fn ops_made(&self, ino: u64) -> u64 {
+        self.inodes.get(&ino).map_or(0, |i| i.ops_made)
     }
 
     fn restart(&mut self) {
@@ -302,6 +337,7 @@ impl State {
         let p = self.torn_probability;
         for inode in self.inodes.values_mut() {
             inode.unsynced.clear();
+            inode.ops_synced = inode.ops_made;
             let last = inode.last_write.take();
             if let Some((pos, data)) = last.filter(|_| p > 0.0 && self.rng.gen_bool(p)) {
                 // Cut points: the write's start, every sector boundary inside it, its end.
@@ -624,10 +660,14 @@ impl RwFile for SimRwFile {
     }
 
     async fn sync(&self) -> Result<()> {
+        // Like fdatasync: what it makes durable is fixed when it is issued; writes
+        // that complete while it runs (slow I/O) stay unsynced.
+        let upto = self.fs.state.borrow().ops_made(self.ino);
         self.fs.io_delay().await;
         let mut s = self.fs.state.borrow_mut();
         s.begin_handle(OpKind::Sync, &self.path, self.generation)?;
-        s.sync_file(self.ino, &self.path).map(|_| ())
+        s.inode(self.ino, &self.path)?.sync_upto(upto);
+        Ok(())
     }
 
     async fn size(&self) -> Result<u64> {
@@ -647,7 +687,7 @@ impl RwFile for SimRwFile {
         // The truncation is now the newest change; no earlier write can come back torn
         // on top of it (it would be reverted to durable anyway).
         inode.last_write = None;
-        inode.unsynced.push(ContentOp::SetLen(len));
+        inode.push_unsynced(ContentOp::SetLen(len));
         Ok(())
     }
 

@@ -8,19 +8,23 @@
 //! or fsync poisons the log: nothing later is acknowledged (a failed fsync must not be
 //! retried: the kernel may have dropped the dirty pages).
 
+mod inflight;
 pub mod record;
 pub mod segment;
 
+use inflight::InFlight;
 pub use record::LogRecord;
-use segment::{OwnedRecord, SegmentReader, SegmentWriter};
+use segment::{OwnedRecord, Prepared, SegmentReader, SegmentWriter};
 
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, MAX_LOG_BATCHES_IN_FLIGHT};
 use crate::fs::{FileSystem, RwFile};
 use crate::sync::Notify;
 use crate::{Error, Result};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
 
 /// Position of a record in the log: records are numbered 1, 2, 3, … in append order.
 pub type Lsn = u64;
@@ -37,6 +41,8 @@ pub struct LogStats {
     pub segments: usize,
     /// Spare segments zero-filled by the background.
     pub spares_written: u64,
+    /// Group commits started while another was still in flight.
+    pub overlapped_batches: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -61,7 +67,7 @@ impl SegmentMeta {
 }
 
 struct Inner<F: FileSystem> {
-    /// The active segment's writer; `None` while the leader has it out for I/O.
+    /// The active segment's writer; `None` while a rotation has it out.
     writer: Option<SegmentWriter<F>>,
     active_seq: u64,
     /// Encoded records appended since the last flush, and what they hold.
@@ -70,7 +76,9 @@ struct Inner<F: FileSystem> {
     last_lsn: Lsn,
     written_lsn: Lsn,
     durable_lsn: Lsn,
+    /// A leader is starting a batch, or rotating: nobody else may start one.
     flushing: bool,
+    inflight: InFlight,
     poisoned: Option<String>,
     spare: Spare,
     /// Metadata of every segment on disk, the active one included.
@@ -83,35 +91,19 @@ struct Inner<F: FileSystem> {
     stats: LogStats,
 }
 
-impl<F: FileSystem> Inner<F> {
-    /// Books a leader's successful write of the records up to `upto` into segment
-    /// `seq` (`sealed`: the segment's size if the write rotated it).
-    fn note_written(
-        &mut self,
-        seq: u64,
-        meta: &SegmentMeta,
-        sealed: Option<u64>,
-        upto: Lsn,
-        durable: bool,
-        bytes: u64,
-    ) {
-        if let Some(m) = self.segments.get_mut(&seq) {
-            m.merge(meta);
-        }
-        if sealed.is_some() {
-            // A rotation synced the old segment whole.
-            self.active_seq = seq + 1;
-            self.segments.insert(seq + 1, SegmentMeta::default());
-            self.durable_lsn = upto;
-        }
-        self.written_lsn = upto;
-        if durable {
-            self.durable_lsn = upto;
-            self.stats.syncs += 1;
-        }
-        self.stats.bytes_written += bytes;
-        self.stats.segments = self.segments.len();
-    }
+/// One group commit: records up to `upto`, encoded into segment `seq`.
+struct Batch<F: FileSystem> {
+    id: u64,
+    upto: Lsn,
+    seq: u64,
+    /// fsynced before it finishes (asked for, or rotating).
+    durable: bool,
+    rotate: bool,
+    spare_ready: bool,
+    prepared: Prepared,
+    /// Dropped before the batch is booked, so a rotation can close the file.
+    file: Option<Rc<<F as FileSystem>::Rw>>,
+    started: Instant,
 }
 
 /// The shard's write-ahead log.
@@ -148,10 +140,14 @@ pub const SPARE_NAME: &str = "log-spare.tmp";
 /// segment size usually still lands on written blocks.
 const SPARE_HEADROOM_DIVISOR: u64 = 16;
 
-/// Releases the leader role of a flush whose future was dropped before it finished.
+/// Cleans up after a leader whose future was dropped before it finished: releases
+/// the leader role if it still held it, and poisons the log if its batch had started
+/// (its records may never reach the disk).
 struct LeaderGuard<'a, F: FileSystem> {
     log: &'a Log<F>,
     armed: bool,
+    leading: bool,
+    batch: bool,
 }
 
 impl<F: FileSystem> Drop for LeaderGuard<'_, F> {
@@ -160,10 +156,13 @@ impl<F: FileSystem> Drop for LeaderGuard<'_, F> {
             return;
         }
         let mut i = self.log.inner.borrow_mut();
-        i.flushing = false;
-        if i.writer.is_none() {
+        if self.leading {
+            i.flushing = false;
+        }
+        if self.batch {
+            i.inflight.finish();
             i.poisoned
-                .get_or_insert_with(|| "a log flush was cancelled mid-write".to_string());
+                .get_or_insert_with(|| "a log write was cancelled mid-flight".to_string());
         }
         drop(i);
         self.log.flushed.notify_all();
@@ -317,6 +316,7 @@ impl<F: FileSystem> Log<F> {
                 written_lsn: 0,
                 durable_lsn: 0,
                 flushing: false,
+                inflight: InFlight::default(),
                 poisoned: None,
                 spare: Spare::Wanted,
                 segments,
@@ -401,7 +401,10 @@ impl<F: FileSystem> Log<F> {
                 if done >= lsn {
                     return Ok(());
                 }
-                i.flushing.then(|| self.flushed.wait())
+                let busy = i.flushing
+                    || i.inflight.covers(lsn, durable)
+                    || i.inflight.active() >= MAX_LOG_BATCHES_IN_FLIGHT;
+                busy.then(|| self.flushed.wait())
             };
             match wait {
                 Some(w) => w.await,
@@ -410,96 +413,161 @@ impl<F: FileSystem> Log<F> {
         }
     }
 
-    /// The leader: takes everything appended so far, writes it (and fsyncs it when
-    /// `durable`), rotates the segment if it is full, and wakes the waiters.
+    /// The leader: starts a batch of everything appended so far, lets the next leader
+    /// start the one after it at once (unless this one rotates the segment), writes
+    /// and (when `durable`) fsyncs it, and wakes the waiters.
     async fn lead(&self, durable: bool) -> Result<()> {
         self.inner.borrow_mut().flushing = true;
-        // If this future is dropped mid-flush (a caller cancelled), the guard releases
-        // leadership; if the buffer was already taken, the log is poisoned, since its
-        // records may never reach the disk.
         let mut guard = LeaderGuard {
             log: self,
             armed: true,
+            leading: true,
+            batch: false,
         };
         // Let every other task that is ready in this executor tick append first: one
         // write and one fdatasync then cover all of them.
         futures_lite::future::yield_now().await;
-        let (writer, bytes, meta, upto, seq, spare_ready) = {
-            let mut i = self.inner.borrow_mut();
-            i.flushing = true;
-            let Some(w) = i.writer.take() else {
-                i.flushing = false;
-                return Err(Error::Poisoned("log writer missing".into()));
-            };
-            let bytes = std::mem::take(&mut i.pending);
-            let meta = std::mem::take(&mut i.pending_meta);
-            let spare_ready = i.spare == Spare::Ready;
-            (w, bytes, meta, i.last_lsn, i.active_seq, spare_ready)
-        };
-        let started = std::time::Instant::now();
-        let (writer, res) = self
-            .write_batch(writer, &bytes, durable, seq, spare_ready)
-            .await;
+        let mut b = self.start_batch(durable)?;
+        guard.batch = true;
+        if !b.rotate {
+            guard.leading = false;
+            self.inner.borrow_mut().flushing = false;
+            self.flushed.notify_all();
+        }
+        let mut res = self.run_batch(&b).await;
+        if res.is_ok() && b.rotate {
+            b.file = None;
+            res = self.rotate_after(&b).await;
+        }
         guard.armed = false;
-        let mut i = self.inner.borrow_mut();
-        i.flushing = false;
-        i.writer = writer;
-        let out = match res {
-            Ok((n, sealed)) => {
-                i.note_written(seq, &meta, sealed, upto, durable, n);
-                if durable {
-                    i.stats.sync_micros += started.elapsed().as_micros() as u64;
+        self.finish_batch(b, res)
+    }
+
+    /// Takes the appended records into a new batch: encodes them at the next offsets
+    /// of the active segment and decides whether the segment rotates after it (full,
+    /// or a spare is ready and the active segment was not preallocated: the first
+    /// segment of a run).
+    fn start_batch(&self, durable: bool) -> Result<Batch<F>> {
+        let mut guard = self.inner.borrow_mut();
+        let i = &mut *guard;
+        let spare_ready = i.spare == Spare::Ready;
+        let Some(w) = i.writer.as_mut() else {
+            return Err(Error::Poisoned("log writer missing".into()));
+        };
+        w.append_encoded(&std::mem::take(&mut i.pending));
+        let rotate = w.position() >= self.segment_bytes || (spare_ready && !w.preallocated());
+        let prepared = w.prepare();
+        let file = Some(w.file());
+        let meta = std::mem::take(&mut i.pending_meta);
+        if let Some(m) = i.segments.get_mut(&i.active_seq) {
+            m.merge(&meta);
+        }
+        let upto = i.last_lsn;
+        let durable = durable || rotate;
+        i.stats.overlapped_batches += u64::from(i.inflight.active() > 0);
+        Ok(Batch {
+            id: i.inflight.start(upto, durable),
+            upto,
+            seq: i.active_seq,
+            durable,
+            rotate,
+            spare_ready,
+            prepared,
+            file,
+            started: Instant::now(),
+        })
+    }
+
+    /// Writes the batch; if durable, waits until every earlier batch's write has
+    /// completed (an fsync covers only writes completed before it) and fsyncs.
+    async fn run_batch(&self, b: &Batch<F>) -> Result<()> {
+        let file = b
+            .file
+            .clone()
+            .ok_or_else(|| Error::Poisoned("log batch without a file".into()))?;
+        b.prepared.write_to(&*file).await?;
+        {
+            let mut i = self.inner.borrow_mut();
+            if let Some(lsn) = i.inflight.written(b.id) {
+                i.written_lsn = i.written_lsn.max(lsn);
+            }
+        }
+        self.flushed.notify_all();
+        if !b.durable {
+            return Ok(());
+        }
+        self.wait_until(|i| i.inflight.earlier_written(b.id))
+            .await?;
+        file.sync().await
+    }
+
+    /// Waits until `ready` holds (re-checked at every batch event) or the log is
+    /// poisoned.
+    async fn wait_until(&self, ready: impl Fn(&Inner<F>) -> bool) -> Result<()> {
+        loop {
+            let w = {
+                let i = self.inner.borrow();
+                if let Some(p) = &i.poisoned {
+                    return Err(Error::Poisoned(p.clone()));
                 }
+                if ready(&i) {
+                    return Ok(());
+                }
+                self.flushed.wait()
+            };
+            w.await;
+        }
+    }
+
+    /// The rotating leader, its batch synced: once every other batch has finished
+    /// (none holds the file), seals the segment and starts the next one.
+    async fn rotate_after(&self, b: &Batch<F>) -> Result<()> {
+        self.wait_until(|i| i.inflight.active() == 1).await?;
+        let writer = self.inner.borrow_mut().writer.take();
+        let writer = writer.ok_or_else(|| Error::Poisoned("log writer missing".into()))?;
+        // The old segment is cut to its data and synced before the next one is named:
+        // a crash in between leaves it the last segment, complete.
+        writer.seal().await?;
+        let next = self.rotate(b.seq + 1, b.spare_ready).await?;
+        let mut i = self.inner.borrow_mut();
+        i.writer = Some(next);
+        i.active_seq = b.seq + 1;
+        i.segments.insert(b.seq + 1, SegmentMeta::default());
+        Ok(())
+    }
+
+    /// Books a finished batch (or poisons the log with its error) and wakes waiters.
+    fn finish_batch(&self, mut b: Batch<F>, res: Result<()>) -> Result<()> {
+        b.file = None;
+        let mut i = self.inner.borrow_mut();
+        i.inflight.finish();
+        if b.rotate {
+            i.flushing = false;
+        }
+        let out = match res {
+            Ok(()) => {
+                if b.durable {
+                    i.durable_lsn = i.durable_lsn.max(b.upto);
+                    i.stats.syncs += 1;
+                    i.stats.sync_micros += b.started.elapsed().as_micros() as u64;
+                    if !b.rotate
+                        && let Some(w) = i.writer.as_mut()
+                    {
+                        w.note_synced(b.prepared.end);
+                    }
+                }
+                i.stats.bytes_written += b.prepared.bytes;
+                i.stats.segments = i.segments.len();
                 Ok(())
             }
             Err(e) => {
-                i.poisoned = Some(e.to_string());
+                i.poisoned.get_or_insert_with(|| e.to_string());
                 Err(e)
             }
         };
         drop(i);
         self.flushed.notify_all();
         out
-    }
-
-    /// Writes `bytes` to the active segment, fsyncs when `durable` or rotating, and
-    /// rotates once the segment is full (or, when a spare is ready, if the active
-    /// segment was not preallocated: the first segment of a run). Returns the writer
-    /// to keep (`None` after a failed rotation: the log is poisoned then), the bytes
-    /// written, and the old segment's sealed size if it rotated.
-    async fn write_batch(
-        &self,
-        mut writer: SegmentWriter<F>,
-        bytes: &[u8],
-        durable: bool,
-        seq: u64,
-        spare_ready: bool,
-    ) -> (Option<SegmentWriter<F>>, Result<(u64, Option<u64>)>) {
-        writer.append_encoded(bytes);
-        let rotate =
-            writer.position() >= self.segment_bytes || (spare_ready && !writer.preallocated());
-        let written = if durable || rotate {
-            writer.sync().await
-        } else {
-            writer.flush().await
-        };
-        let n = match written {
-            Ok(n) => n,
-            Err(e) => return (Some(writer), Err(e)),
-        };
-        if !rotate {
-            return (Some(writer), Ok((n, None)));
-        }
-        // The old segment is cut to its data and synced before the next one is named:
-        // a crash in between leaves it the last segment, complete.
-        let sealed = match writer.seal().await {
-            Ok(b) => b,
-            Err(e) => return (None, Err(e)),
-        };
-        match self.rotate(seq + 1, spare_ready).await {
-            Ok(w) => (Some(w), Ok((n, Some(sealed)))),
-            Err(e) => (None, Err(e)),
-        }
     }
 
     /// Starts segment `seq`: in the spare when one is ready, else in a new file.
@@ -599,11 +667,12 @@ impl<F: FileSystem> Log<F> {
     pub fn debug_state(&self) -> String {
         let i = self.inner.borrow();
         format!(
-            "log: last_lsn {} written_lsn {} durable_lsn {} flushing {} pending {} bytes, writer {}, poisoned {:?}",
+            "log: last_lsn {} written_lsn {} durable_lsn {} flushing {} batches in flight {} pending {} bytes, writer {}, poisoned {:?}",
             i.last_lsn,
             i.written_lsn,
             i.durable_lsn,
             i.flushing,
+            i.inflight.active(),
             i.pending.len(),
             if i.writer.is_some() {
                 "present"

@@ -14,6 +14,7 @@ use crate::config::{IO_ALIGN, MAX_IO_BYTES, MAX_LOG_FLUSH_BYTES};
 use crate::fs::{FileSystem, ReadFile, RwFile};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// "NXDBLOG1" read as a little-endian u64.
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"NXDBLOG1");
@@ -45,9 +46,31 @@ fn header_page(seq: u64, salt: u64, flags: u32) -> Vec<u8> {
     h
 }
 
-/// Appends records to one segment. Owned by one task at a time (the log's leader).
+/// Flushes encoded for writing: whole pages at page-aligned offsets, each piece at
+/// most `MAX_IO_BYTES`. Written by whoever holds the file (`Log` overlaps the writes
+/// and fsyncs of several group commits this way).
+pub struct Prepared {
+    pub pieces: Vec<(u64, Vec<u8>)>,
+    /// The file offset after the last piece.
+    pub end: u64,
+    /// Bytes of all pieces.
+    pub bytes: u64,
+}
+
+impl Prepared {
+    /// Writes every piece, in order.
+    pub async fn write_to<R: RwFile>(&self, file: &R) -> Result<()> {
+        for (at, data) in &self.pieces {
+            file.write_at(*at, data).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends records to one segment. Owned by one task at a time (the log's leader);
+/// the file is shared (`Rc`) with the writes and fsyncs of group commits in flight.
 pub struct SegmentWriter<F: FileSystem> {
-    file: F::Rw,
+    file: Rc<F::Rw>,
     path: PathBuf,
     /// Page-aligned offset where the next flush starts.
     file_pos: u64,
@@ -58,8 +81,6 @@ pub struct SegmentWriter<F: FileSystem> {
     salt: u64,
     /// Encoded records not yet written.
     buf: Vec<u8>,
-    /// Scratch for one write of at most `MAX_IO_BYTES`.
-    io_buf: Vec<u8>,
     /// The file's blocks were written before this segment began (a zero-filled
     /// spare): flushes overwrite them, so `fdatasync` has no file size or
     /// extent to journal, only the data to flush.
@@ -87,13 +108,12 @@ impl<F: FileSystem> SegmentWriter<F> {
         file.write_at(0, &header_page(seq, salt, flags)).await?;
         file.sync().await?;
         Ok(SegmentWriter {
-            file,
+            file: Rc::new(file),
             path: path.to_path_buf(),
             file_pos: FIRST_RECORD_OFFSET,
             synced_pos: FIRST_RECORD_OFFSET,
             salt,
             buf: Vec::new(),
-            io_buf: Vec::new(),
             preallocated: pre,
         })
     }
@@ -115,8 +135,19 @@ impl<F: FileSystem> SegmentWriter<F> {
             self.file.truncate(self.file_pos).await?;
         }
         self.file.sync().await?;
-        self.file.close().await?;
-        Ok(self.file_pos)
+        let pos = self.file_pos;
+        self.close().await?;
+        Ok(pos)
+    }
+
+    /// The file, for writes and fsyncs of prepared flushes.
+    pub fn file(&self) -> Rc<F::Rw> {
+        self.file.clone()
+    }
+
+    /// Records that every byte below `pos` is fsynced (stated in later flush headers).
+    pub fn note_synced(&mut self, pos: u64) {
+        self.synced_pos = self.synced_pos.max(pos);
     }
 
     /// Buffers one record.
@@ -154,15 +185,29 @@ impl<F: FileSystem> SegmentWriter<F> {
     /// zero padding to a page) at the next page boundary; no fsync. Returns bytes
     /// written.
     pub async fn flush(&mut self) -> Result<u64> {
-        let mut written = 0u64;
+        let p = self.prepare();
+        p.write_to(&*self.file).await?;
+        Ok(p.bytes)
+    }
+
+    /// Encodes the buffered records as flushes at the next page boundaries and
+    /// advances the write position past them; the caller writes them. A flush header
+    /// states the durable point known now, which is never more than the truth.
+    pub fn prepare(&mut self) -> Prepared {
+        let start = self.file_pos;
+        let mut pieces = Vec::new();
         let mut from = 0usize;
         while from < self.buf.len() {
             let (to, count) = self.cut_flush(from);
-            written += self.write_flush(from, to, count).await?;
+            self.encode_flush(from, to, count, &mut pieces);
             from = to;
         }
         self.buf.clear();
-        Ok(written)
+        Prepared {
+            pieces,
+            end: self.file_pos,
+            bytes: self.file_pos - start,
+        }
     }
 
     /// The records from `buf[from]` that go into one flush: as many whole records as
@@ -187,46 +232,29 @@ impl<F: FileSystem> SegmentWriter<F> {
         (to, count)
     }
 
-    /// Writes one flush holding `buf[from..to]` (`count` records) at `file_pos`.
-    async fn write_flush(&mut self, from: usize, to: usize, count: u32) -> Result<u64> {
-        let mut head = Vec::with_capacity(record::FLUSH_HEADER_BYTES);
+    /// Encodes one flush holding `buf[from..to]` (`count` records) at `file_pos` into
+    /// pieces of at most `MAX_IO_BYTES`, and moves `file_pos` past it.
+    fn encode_flush(&mut self, from: usize, to: usize, count: u32, out: &mut Vec<(u64, Vec<u8>)>) {
         let h = FlushHeader {
             offset: self.file_pos,
             records_len: (to - from) as u64,
             durable_through: self.synced_pos,
             record_count: count,
         };
-        record::encode_flush_header(&mut head, self.salt, &h);
-        let body_len = head.len() + (to - from);
+        let body_len = record::FLUSH_HEADER_BYTES + (to - from);
         let total = record::page_ceil(body_len as u64) as usize;
-        let mut io = std::mem::take(&mut self.io_buf);
-        let mut off = 0usize;
-        let mut res = Ok(());
-        while off < total {
-            let n = (total - off).min(MAX_IO_BYTES);
-            io.clear();
-            // Bytes [off, off + n) of header ++ records ++ zeros.
-            let piece_end = off + n;
-            if off < head.len() {
-                io.extend_from_slice(&head[off..head.len().min(piece_end)]);
+        let mut body = Vec::with_capacity(total);
+        record::encode_flush_header(&mut body, self.salt, &h);
+        body.extend_from_slice(&self.buf[from..to]);
+        body.resize(total, 0);
+        if total <= MAX_IO_BYTES {
+            out.push((self.file_pos, body));
+        } else {
+            for (k, piece) in body.chunks(MAX_IO_BYTES).enumerate() {
+                out.push((self.file_pos + (k * MAX_IO_BYTES) as u64, piece.to_vec()));
             }
-            let rec_lo = off.max(head.len()).min(body_len);
-            let rec_hi = piece_end.min(body_len);
-            if rec_lo < rec_hi {
-                let skip = head.len();
-                io.extend_from_slice(&self.buf[from + rec_lo - skip..from + rec_hi - skip]);
-            }
-            io.resize(n, 0);
-            res = self.file.write_at(self.file_pos + off as u64, &io).await;
-            if res.is_err() {
-                break;
-            }
-            off += n;
         }
-        self.io_buf = io;
-        res?;
         self.file_pos += total as u64;
-        Ok(total as u64)
     }
 
     /// Flush plus fdatasync. Returns bytes written.
@@ -237,8 +265,15 @@ impl<F: FileSystem> SegmentWriter<F> {
         Ok(n)
     }
 
+    /// Closes the file; an error if a write or fsync of a prepared flush still holds it.
     pub async fn close(self) -> Result<()> {
-        self.file.close().await
+        match Rc::try_unwrap(self.file) {
+            Ok(f) => f.close().await,
+            Err(_) => Err(Error::Poisoned(format!(
+                "{}: closed while a write is in flight",
+                self.path.display()
+            ))),
+        }
     }
 }
 
