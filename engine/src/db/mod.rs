@@ -11,7 +11,9 @@
 //! Reads see a write only once it is durable or was written without `sync`, so a read
 //! never returns data that a crash could take back after a synced writer was told it
 //! failed. Flushed memtables advance the manifest's applied index of group 0, after
-//! which the log may drop the records they hold.
+//! which the log may drop the records they hold. The core's Raft glue writes its own
+//! log groups (`append_log`) and applies committed entries (`apply_entry`); a flush
+//! records in the manifest the highest entry of each Raft group its memtable held.
 //!
 //! Modules, by job: `write` (admit, commit, apply, stalls), `read` (visible timestamp,
 //! gets, iterators), `flush` (memtable to L0, manifest edits), `compaction` (jobs and

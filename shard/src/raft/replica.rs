@@ -44,6 +44,15 @@ pub struct Replica<F: FileSystem> {
     serving: Cell<bool>,
 }
 
+/// How a waiter takes part in the group commit it waits for. A log flush whose
+/// leader future is dropped mid-write poisons the log, so a waiter that may be
+/// dropped (a read past its deadline) leaves the flush to a task of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leads {
+    Inline,
+    Detached,
+}
+
 /// Removes a proposal's waiter when its future ends or is dropped.
 struct WaiterGuard<'a, F: FileSystem> {
     replica: &'a Replica<F>,
@@ -71,15 +80,10 @@ impl<F: FileSystem> Replica<F> {
         let logs = LogGroups::of(partition);
         let states = db.take_recovered_log(logs.state);
         let entries = db.take_recovered_log(logs.entries);
+        let mut voters = ConfState::default();
+        voters.voters = vec![RAFT_SINGLE_NODE_ID];
         let storage =
-            match GroupStorage::restore(partition, &states, &entries, RAFT_LOG_CACHE_BYTES)? {
-                Some(s) => s,
-                None => {
-                    let mut cs = ConfState::default();
-                    cs.voters = vec![RAFT_SINGLE_NODE_ID];
-                    GroupStorage::new(partition, cs, RAFT_LOG_CACHE_BYTES)
-                }
-            };
+            GroupStorage::restore(partition, &states, &entries, voters, RAFT_LOG_CACHE_BYTES)?;
         let state_index = states.last().map_or(0, |r| r.index);
         let start = storage.start();
         let cfg = GroupConfig {
@@ -115,8 +119,11 @@ impl<F: FileSystem> Replica<F> {
         let key = (p.index, p.term);
         self.waiters.borrow_mut().insert(key, None);
         let _guard = WaiterGuard { replica: self, key };
-        self.drive_until(|r| r.waiters.borrow().get(&key).is_some_and(Option::is_some))
-            .await?;
+        self.drive_until(
+            |r| r.waiters.borrow().get(&key).is_some_and(Option::is_some),
+            Leads::Inline,
+        )
+        .await?;
         let outcome = self.waiters.borrow_mut().remove(&key).flatten();
         if self.sync == SyncMode::None {
             // Nobody waits for a group commit: bound the log's buffer here.
@@ -133,16 +140,18 @@ impl<F: FileSystem> Replica<F> {
     /// key is in the state it reads.
     pub async fn barrier(&self) -> Result<(), RaftError> {
         let target = self.group.borrow().last_index();
-        self.drive_until(|r| r.group.borrow().applied() >= target)
+        self.drive_until(|r| r.group.borrow().applied() >= target, Leads::Inline)
             .await
     }
 
     /// Returns once the replica serves (leader with its term's first entry applied).
+    /// Reads call it under a deadline that may drop them: the group commits they
+    /// start run in tasks of their own.
     pub async fn wait_serving(&self) -> Result<(), RaftError> {
         if self.serving.get() {
             return Ok(());
         }
-        self.drive_until(|r| r.serving.get()).await
+        self.drive_until(|r| r.serving.get(), Leads::Detached).await
     }
 
     fn check_failed(&self) -> Result<(), RaftError> {
@@ -154,7 +163,11 @@ impl<F: FileSystem> Replica<F> {
 
     /// Runs the group until `done`: pumps, then waits for the group commit the oldest
     /// unpersisted ready needs (or, with nothing to persist, for another pump).
-    async fn drive_until(&self, done: impl Fn(&Self) -> bool) -> Result<(), RaftError> {
+    async fn drive_until(
+        &self,
+        done: impl Fn(&Self) -> bool,
+        leads: Leads,
+    ) -> Result<(), RaftError> {
         loop {
             let changed = self.changed.wait();
             self.pump()?;
@@ -162,12 +175,19 @@ impl<F: FileSystem> Replica<F> {
                 return Ok(());
             }
             let waiting = self.group.borrow().waiting_for();
-            match (waiting, self.sync) {
-                (Some(lsn), SyncMode::Fsync) => self
+            match (waiting, self.sync, leads) {
+                (Some(lsn), SyncMode::Fsync, Leads::Inline) => self
                     .db
                     .sync_log_to(lsn)
                     .await
                     .map_err(log_error(self.logs.partition))?,
+                (Some(lsn), SyncMode::Fsync, Leads::Detached) => {
+                    let db = self.db.clone();
+                    let sync = glommio::spawn_local(async move { db.sync_log_to(lsn).await });
+                    if let Some(r) = sync.detach().await {
+                        r.map_err(log_error(self.logs.partition))?;
+                    }
+                }
                 _ => changed.await,
             }
         }

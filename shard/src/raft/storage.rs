@@ -51,23 +51,24 @@ impl GroupStorage {
     /// Rebuilds a group from what the log held after a restart: its state records
     /// (the last one wins) and its entry records in log order, where an entry at an
     /// index already held replaces it and every later one (a new leader overwrote an
-    /// uncommitted suffix). `None` if the log held no state record (a new group).
+    /// uncommitted suffix). A ready's entries precede its state record in the log, so
+    /// a crash can keep entries whose state record it lost (never the reverse): with
+    /// no state record at all the group starts from an empty hard state and
+    /// `initial_conf` (its bootstrap configuration).
     pub fn restore(
         group: u64,
         states: &[RecoveredRecord],
         entries: &[RecoveredRecord],
+        initial_conf: ConfState,
         cache_bytes: usize,
-    ) -> Result<Option<GroupStorage>, RaftError> {
-        let Some(last) = states.last() else {
-            if let Some(e) = entries.first() {
-                return Err(RaftError::Corrupt {
-                    group,
-                    reason: format!("entry {} but no state record", e.index),
-                });
-            }
-            return Ok(None);
+    ) -> Result<GroupStorage, RaftError> {
+        let state = match states.last() {
+            Some(last) => codec::decode_state(group, &last.payload)?,
+            None => PersistedState {
+                conf_state: initial_conf,
+                ..PersistedState::default()
+            },
         };
-        let state = codec::decode_state(group, &last.payload)?;
         let mut s = GroupStorage::new(group, state.conf_state, cache_bytes);
         s.hard_state = state.hard_state;
         s.start = state.log_start;
@@ -88,7 +89,7 @@ impl GroupStorage {
                 ),
             });
         }
-        Ok(Some(s))
+        Ok(s)
     }
 
     fn last(&self) -> u64 {
