@@ -113,10 +113,12 @@ fn a_restart_restores_hard_state_entries_and_applied_index() {
         assert_eq!(db.flushed_index(1), flushed);
         assert_all_present(&core, 340).await;
         // Serving means a new term's first entry applied, after everything before.
-        let g = core.replica().group();
-        assert!(g.term() > before.hard_state.term);
-        assert_eq!(g.applied(), before.last + 1);
-        drop(g);
+        let (term, applied) = {
+            let g = core.replica().group();
+            (g.term(), g.applied())
+        };
+        assert!(term > before.hard_state.term);
+        assert_eq!(applied, before.last + 1);
         db.close().await.expect("close");
     })
     .expect("executor");

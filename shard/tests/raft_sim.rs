@@ -120,9 +120,10 @@ fn config(id: u64) -> GroupConfig {
 }
 
 fn voters() -> ConfState {
-    let mut cs = ConfState::default();
-    cs.voters = (1..=REPLICAS).collect();
-    cs
+    ConfState {
+        voters: (1..=REPLICAS).collect(),
+        ..Default::default()
+    }
 }
 
 fn fresh_group(id: u64) -> RaftGroup {
@@ -509,9 +510,9 @@ fn run_seed(seed: u64, totals: &mut Totals) {
     for _ in 0..SETTLE_STEPS / 2 {
         sim.step();
     }
-    for c in 0..CLIENTS {
+    for (c, waiting) in sim.clients.iter().enumerate() {
         assert!(
-            sim.clients[c].is_none(),
+            waiting.is_none(),
             "seed {seed}: client {c} still waits once faults stopped"
         );
     }

@@ -41,13 +41,14 @@ pub fn decode_entry(group: u64, index: u64, term: u64, payload: &[u8]) -> Result
         .bytes()
         .map_err(|e| corrupt(format!("entry {index}: {e}")))?;
     let data = &payload[d.position()..];
-    let mut e = Entry::default();
-    e.entry_type = entry_type;
-    e.index = index;
-    e.term = term;
-    e.context = context.to_vec().into();
-    e.data = data.to_vec().into();
-    Ok(e)
+    Ok(Entry {
+        entry_type,
+        index,
+        term,
+        context: context.to_vec().into(),
+        data: data.to_vec().into(),
+        ..Default::default()
+    })
 }
 
 /// What a state record holds: the hard state, the configuration, and where the
@@ -103,17 +104,26 @@ pub fn decode_state(group: u64, payload: &[u8]) -> Result<PersistedState, RaftEr
     let corrupt = |reason: String| RaftError::Corrupt { group, reason };
     let mut d = Decoder::new(payload);
     let inner = |d: &mut Decoder<'_>| -> Result<PersistedState, codec::DecodeError> {
-        let mut s = PersistedState::default();
-        s.hard_state.term = d.varint()?;
-        s.hard_state.vote = d.varint()?;
-        s.hard_state.commit = d.varint()?;
-        s.log_start = (d.varint()?, d.varint()?);
-        s.conf_state.voters = ids(d)?;
-        s.conf_state.learners = ids(d)?;
-        s.conf_state.voters_outgoing = ids(d)?;
-        s.conf_state.learners_next = ids(d)?;
-        s.conf_state.auto_leave = d.u8()? != 0;
-        Ok(s)
+        let hard_state = HardState {
+            term: d.varint()?,
+            vote: d.varint()?,
+            commit: d.varint()?,
+            ..Default::default()
+        };
+        let log_start = (d.varint()?, d.varint()?);
+        let conf_state = ConfState {
+            voters: ids(d)?,
+            learners: ids(d)?,
+            voters_outgoing: ids(d)?,
+            learners_next: ids(d)?,
+            auto_leave: d.u8()? != 0,
+            ..Default::default()
+        };
+        Ok(PersistedState {
+            hard_state,
+            conf_state,
+            log_start,
+        })
     };
     let version = d.u8().map_err(|e| corrupt(format!("state record: {e}")))?;
     if version != STATE_VERSION {
@@ -135,25 +145,34 @@ mod tests {
 
     #[test]
     fn entries_and_states_round_trip_and_truncations_are_refused() {
-        let mut e = Entry::default();
-        e.entry_type = EntryType::EntryConfChangeV2;
-        e.index = 7;
-        e.term = 3;
-        e.context = b"ctx".to_vec().into();
-        e.data = b"some data".to_vec().into();
+        let e = Entry {
+            entry_type: EntryType::EntryConfChangeV2,
+            index: 7,
+            term: 3,
+            context: b"ctx".to_vec().into(),
+            data: b"some data".to_vec().into(),
+            ..Default::default()
+        };
         let mut buf = Vec::new();
         encode_entry(&mut buf, &e);
         assert_eq!(decode_entry(1, 7, 3, &buf).unwrap(), e);
         assert!(decode_entry(1, 7, 3, &[]).is_err());
         assert!(decode_entry(1, 7, 3, &[9, 0]).is_err());
 
-        let mut s = PersistedState::default();
-        s.hard_state.term = 5;
-        s.hard_state.vote = 2;
-        s.hard_state.commit = 99;
-        s.log_start = (40, 4);
-        s.conf_state.voters = vec![1, 2, 3];
-        s.conf_state.learners = vec![4];
+        let s = PersistedState {
+            hard_state: HardState {
+                term: 5,
+                vote: 2,
+                commit: 99,
+                ..Default::default()
+            },
+            conf_state: ConfState {
+                voters: vec![1, 2, 3],
+                learners: vec![4],
+                ..Default::default()
+            },
+            log_start: (40, 4),
+        };
         encode_state(&mut buf, &s);
         assert_eq!(decode_state(2, &buf).unwrap(), s);
         for cut in 0..buf.len() {

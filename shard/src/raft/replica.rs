@@ -34,7 +34,7 @@ pub struct Replica<F: FileSystem> {
     logs: LogGroups,
     sync: SyncMode,
     /// Proposals waiting for their index to apply: (index, term) → outcome.
-    waiters: RefCell<BTreeMap<(u64, u64), Option<Result<(), RaftError>>>>,
+    waiters: RefCell<BTreeMap<(u64, u64), Outcome>>,
     /// Truncations waiting for the log to be durable past their state record.
     truncations: RefCell<Vec<(Lsn, u64, u64)>>,
     /// Woken after every pump that did something.
@@ -43,6 +43,9 @@ pub struct Replica<F: FileSystem> {
     failed: RefCell<Option<RaftError>>,
     serving: Cell<bool>,
 }
+
+/// A proposal's outcome once its index applied (None until then).
+type Outcome = Option<Result<(), RaftError>>;
 
 /// How a waiter takes part in the group commit it waits for. A log flush whose
 /// leader future is dropped mid-write poisons the log, so a waiter that may be
@@ -80,8 +83,10 @@ impl<F: FileSystem> Replica<F> {
         let logs = LogGroups::of(partition);
         let states = db.take_recovered_log(logs.state);
         let entries = db.take_recovered_log(logs.entries);
-        let mut voters = ConfState::default();
-        voters.voters = vec![RAFT_SINGLE_NODE_ID];
+        let voters = ConfState {
+            voters: vec![RAFT_SINGLE_NODE_ID],
+            ..Default::default()
+        };
         let storage =
             GroupStorage::restore(partition, &states, &entries, voters, RAFT_LOG_CACHE_BYTES)?;
         let state_index = states.last().map_or(0, |r| r.index);
