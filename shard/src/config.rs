@@ -53,6 +53,25 @@ pub const MAX_KV_VALUE_BYTES: usize = nextdb_engine::config::MAX_VALUE_BYTES;
 /// memory), so a page of empty entries is bounded by bytes too.
 pub const SCAN_ENTRY_OVERHEAD_BYTES: usize = 2 * std::mem::size_of::<Vec<u8>>();
 
+/// Raft (`raft/`). The replica id of a node that runs without peers: every partition
+/// is a group of this one voter.
+pub const RAFT_SINGLE_NODE_ID: u64 = 1;
+/// Ticks without a leader's word before a follower campaigns (raft-rs randomizes it
+/// within [1, 2) times this), and between a leader's heartbeats.
+pub const RAFT_ELECTION_TICKS: usize = 10;
+pub const RAFT_HEARTBEAT_TICKS: usize = 2;
+/// Largest append message to one follower, and appends in flight to it.
+pub const RAFT_MAX_MSG_BYTES: u64 = 1 << 20;
+pub const RAFT_MAX_INFLIGHT_MSGS: usize = 256;
+/// Proposed but uncommitted entry bytes a leader accepts before refusing proposals
+/// (the core's write gate bounds it far lower on a healthy node).
+pub const RAFT_MAX_UNCOMMITTED_BYTES: u64 = 64 << 20;
+/// Committed entry bytes handed to the engine per ready.
+pub const RAFT_MAX_COMMITTED_BYTES_PER_READY: u64 = 16 << 20;
+/// Applied entries a group keeps in memory (for followers that fall behind) beyond
+/// those not yet flushed to SSTables, which it always keeps (recovery replays them).
+pub const RAFT_LOG_CACHE_BYTES: usize = 4 << 20;
+
 /// When a PUT is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncMode {

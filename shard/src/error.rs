@@ -33,3 +33,17 @@ impl From<nextdb_engine::Error> for ShardError {
         }
     }
 }
+
+impl From<crate::raft::RaftError> for ShardError {
+    fn from(e: crate::raft::RaftError) -> Self {
+        use crate::raft::RaftError;
+        match e {
+            RaftError::Log { reason, .. } => ShardError::Storage(reason),
+            RaftError::Apply { .. } | RaftError::Corrupt { .. } => {
+                ShardError::Storage(e.to_string())
+            }
+            // Leadership moves only in clusters (not built yet): the client retries.
+            other => ShardError::Internal(other.to_string()),
+        }
+    }
+}

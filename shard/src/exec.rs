@@ -3,6 +3,11 @@
 //! Owned by one core (`Rc<ShardCore>`). Every key the KV API stores is prefixed with
 //! `KV_NAMESPACE` here, so the node's own records and (later) SQL tables can share the
 //! engine without colliding.
+//!
+//! Every write goes through the partition's Raft group (`raft::Replica`): admission
+//! (the engine's write gate), the key-lock check, the proposal (all three before the
+//! first suspension after admission), then the group commit, commit, apply, reply.
+//! What a read sees has applied, so it is committed and durable.
 
 use crate::admission::Admission;
 use crate::config::{KV_NAMESPACE, KV_PREFIX_BYTES, SCAN_ENTRY_OVERHEAD_BYTES, SyncMode};
@@ -11,11 +16,12 @@ use crate::locks::KeyLocks;
 use crate::ops::{
     BatchOp, BatchResult, ResponseBudget, ShardOp, ShardReply, ShardResult, TtlState,
 };
+use crate::raft::Replica;
 use crate::stats::{ShardStatsSnapshot, Stats, engine_json};
 use futures_lite::FutureExt;
 use futures_lite::future;
 use nextdb_engine::batch::WriteBatch;
-use nextdb_engine::db::{Db, WriteOptions};
+use nextdb_engine::db::Db;
 use nextdb_engine::fs::FileSystem;
 use nextdb_engine::iter::ReadOptions;
 use nextdb_engine::keys::now_ms;
@@ -28,6 +34,8 @@ pub struct ShardCore<F: FileSystem> {
     pub sync: SyncMode,
     locks: KeyLocks,
     admission: Admission,
+    /// The Raft group of the partition this core owns (one per core today).
+    replica: Replica<F>,
     pub stats: RefCell<Stats>,
 }
 
@@ -52,15 +60,30 @@ fn expiry(ttl_ms: Option<u64>) -> Option<u64> {
 }
 
 impl<F: FileSystem> ShardCore<F> {
-    pub fn new(id: usize, db: Rc<Db<F>>, sync: SyncMode, admission: Admission) -> ShardCore<F> {
-        ShardCore {
+    /// The core of shard `id` over its just-opened engine: its partition's Raft group
+    /// (one voter) is rebuilt from the engine's recovered log and elected; it serves
+    /// once it has re-applied what it committed before (the first operation waits).
+    pub fn new(
+        id: usize,
+        db: Rc<Db<F>>,
+        sync: SyncMode,
+        admission: Admission,
+    ) -> Result<ShardCore<F>, ShardError> {
+        let replica = Replica::open_single(db.clone(), id as u64, sync)?;
+        Ok(ShardCore {
             id,
             db,
             sync,
             locks: KeyLocks::default(),
             admission,
+            replica,
             stats: RefCell::new(Stats::default()),
-        }
+        })
+    }
+
+    /// The partition's Raft group (inspection: tests, stats).
+    pub fn replica(&self) -> &Replica<F> {
+        &self.replica
     }
 
     /// Runs `op` under this core's admission control (`admission.rs`): BUSY when the
@@ -107,24 +130,26 @@ impl<F: FileSystem> ShardCore<F> {
         answer.or(deadline).await
     }
 
-    fn wopts(&self) -> WriteOptions {
-        WriteOptions {
-            sync: self.sync == SyncMode::Fsync,
-            ttl_ms: None,
-        }
+    /// Writes `b` for a read-modify-write that holds its key: plain writes to that key
+    /// wait for the lock before they propose, so nothing lands between read and write.
+    async fn write(&self, b: &WriteBatch) -> Result<(), ShardError> {
+        let _admitted = self.db.admit(b.byte_size()).await?;
+        self.replicate(b).await
     }
 
-    /// Writes `b` for a read-modify-write that holds its key: plain writes to that key
-    /// wait for the lock at their commit, so nothing lands between read and write.
-    async fn write(&self, b: &WriteBatch) -> Result<(), ShardError> {
-        Ok(self.db.write(b, &self.wopts()).await?)
+    /// Proposes `b` to the partition's group and waits until it applied. Synchronous
+    /// up to the proposal, so a caller's checks just before it hold at its log index.
+    async fn replicate(&self, b: &WriteBatch) -> Result<(), ShardError> {
+        let mut payload = Vec::with_capacity(b.byte_size());
+        b.encode_into(&mut payload);
+        Ok(self.replica.replicate(payload).await?)
     }
 
     /// Writes `b`, a plain write to `keys`, once no read-modify-write holds any of
-    /// them. The lock check and the engine's commit (which takes the timestamp) run in
-    /// one synchronous step after admission, the engine's only suspension point before
-    /// a commit: checking before admission would let a CAS or INCR read the old value
-    /// while this write waits, then overwrite it.
+    /// them. The lock check and the proposal (which fixes the write's place in the
+    /// log) run in one synchronous step after admission, the only suspension point
+    /// before it: checking before admission would let a CAS or INCR read the old
+    /// value while this write waits, then overwrite it.
     async fn write_unlocked(&self, b: &WriteBatch, keys: &[Vec<u8>]) -> Result<(), ShardError> {
         if b.is_empty() {
             return Ok(());
@@ -141,12 +166,23 @@ impl<F: FileSystem> ShardCore<F> {
                 None => break admitted,
             }
         };
-        let commit = self.db.commit(b, &self.wopts())?;
-        self.db.wait_durable(&commit).await?;
-        Ok(())
+        self.replicate(b).await
+    }
+
+    /// Takes `k`'s lock for a read-modify-write, then waits until every write
+    /// proposed before has applied: one proposed just before the lock was taken is
+    /// in the log ahead of this one's write, so its value must be what this reads.
+    async fn lock_for_update(&self, k: &[u8]) -> Result<crate::locks::KeyGuard, ShardError> {
+        let g = self.locks.lock(k).await;
+        self.replica.barrier().await?;
+        Ok(g)
     }
 
     pub async fn execute(&self, op: ShardOp) -> ShardReply {
+        if !matches!(op, ShardOp::Stats) {
+            // After a restart the group re-applies what it committed before it serves.
+            self.replica.wait_serving().await?;
+        }
         match op {
             ShardOp::Get { key } => Ok(ShardResult::Value(self.db.get(&ekey(&key)).await?)),
             ShardOp::Put { key, value, ttl_ms } => {
@@ -177,11 +213,10 @@ impl<F: FileSystem> ShardCore<F> {
                 ttl_ms,
             } => {
                 let k = ekey(&key);
-                let _g = self.locks.lock(&k).await;
+                let _g = self.lock_for_update(&k).await?;
                 let cur = self.read_latest(&k).await?;
                 let current = cur.map(|e| e.value);
                 if current != expected {
-                    self.settle_read().await?;
                     return Ok(ShardResult::Cas {
                         swapped: false,
                         current,
@@ -200,7 +235,7 @@ impl<F: FileSystem> ShardCore<F> {
             }
             ShardOp::Incr { key, delta } => {
                 let k = ekey(&key);
-                let _g = self.locks.lock(&k).await;
+                let _g = self.lock_for_update(&k).await?;
                 let cur = self.read_latest(&k).await?;
                 let (old, exp) = match &cur {
                     Some(e) => (parse_int(&e.value)?, e.expires_at_ms),
@@ -214,9 +249,8 @@ impl<F: FileSystem> ShardCore<F> {
             }
             ShardOp::Expire { key, ttl_ms } => {
                 let k = ekey(&key);
-                let _g = self.locks.lock(&k).await;
+                let _g = self.lock_for_update(&k).await?;
                 let Some(e) = self.read_latest(&k).await? else {
-                    self.settle_read().await?;
                     return Ok(ShardResult::Found(false));
                 };
                 let mut b = WriteBatch::new();
@@ -238,19 +272,10 @@ impl<F: FileSystem> ShardCore<F> {
         }
     }
 
-    /// A read-modify-write that ends without writing answers with what `read_latest`
-    /// saw, which may include writes not yet durable: answer only once they are, or a
-    /// client could act on a value that a crash then takes back (found by the
-    /// whole-node simulation).
-    async fn settle_read(&self) -> Result<(), ShardError> {
-        if self.sync == SyncMode::Fsync {
-            self.db.sync_log().await?;
-        }
-        Ok(())
-    }
-
-    /// Reads at the newest written timestamp, durable or not: the caller holds the
-    /// key lock and its own write is logged after everything it read.
+    /// Reads at the newest applied timestamp (applied means committed and durable): the
+    /// caller holds the key lock and proposes its own write after everything it read.
+    /// A read-modify-write that ends without writing may answer with it at once (the
+    /// direct path had to wait for a group commit here).
     async fn read_latest(&self, k: &[u8]) -> Result<Option<nextdb_engine::db::Entry>, ShardError> {
         let ts = self.db.written_ts();
         Ok(self.db.get_entry(k, Some(ts)).await?)
@@ -356,7 +381,7 @@ mod tests {
                 .await
                 .unwrap();
             let admission = Admission::new(8, std::time::Duration::from_secs(10));
-            let core = ShardCore::new(0, db.clone(), SyncMode::None, admission);
+            let core = ShardCore::new(0, db.clone(), SyncMode::None, admission).unwrap();
             for i in 0..20u8 {
                 let put = ShardOp::Put {
                     key: vec![b'k', i],

@@ -13,6 +13,7 @@ pub mod locks;
 pub mod meta;
 pub mod node;
 pub mod ops;
+pub mod raft;
 pub mod router;
 pub mod routing;
 pub mod shutdown;

@@ -275,7 +275,14 @@ where
         Err(why) => return Err(give_up(id, &shutdown, why)),
     };
     let admission = Admission::new(cfg.max_requests_in_flight, cfg.request_timeout);
-    let core = Rc::new(ShardCore::new(id, db.clone(), cfg.sync, admission));
+    let core = match ShardCore::new(id, db.clone(), cfg.sync, admission) {
+        Ok(core) => Rc::new(core),
+        Err(e) => {
+            let why = format!("cannot start the partition's raft group: {e}");
+            let _ = db.close().await;
+            return Err(give_up(id, &shutdown, why));
+        }
+    };
     let served = match start_core(&cfg, &core, receivers, &shutdown) {
         Ok(stop_local) => {
             // Serve only once every core opened its engine (or one failed).

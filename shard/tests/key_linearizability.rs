@@ -39,7 +39,8 @@ async fn slowed_shard() -> Rc<ShardCore<SimFs>> {
     let db = Db::open(fs, Path::new("/lin"), slowed_config())
         .await
         .expect("open");
-    let core = Rc::new(ShardCore::new(0, db.clone(), SyncMode::Fsync, admission()));
+    let core =
+        Rc::new(ShardCore::new(0, db.clone(), SyncMode::Fsync, admission()).expect("raft group"));
     for i in 0..2u8 {
         let put = ShardOp::Put {
             key: vec![b'f', i],

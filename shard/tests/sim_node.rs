@@ -216,7 +216,7 @@ impl SimNode {
         OPENED.with(|o| o.borrow_mut().extend(dbs.iter().map(Rc::downgrade)));
         for (s, db) in dbs.into_iter().enumerate() {
             nextdb_engine::runtime::spawn_background(&db).expect("background");
-            let core = ShardCore::new(s, db, SyncMode::Fsync, admission(seed));
+            let core = ShardCore::new(s, db, SyncMode::Fsync, admission(seed)).expect("raft group");
             cores.push(Rc::new(core));
         }
         let cores = Rc::new(cores);

@@ -9,7 +9,6 @@ use super::{Db, LOCAL_GROUP, table_path};
 use crate::Result;
 use crate::fs::FileSystem;
 use crate::keys;
-use crate::memtable::MemTable;
 use crate::sst::{Table, TableBuilder, TableOptions};
 use crate::version::{FileMeta, SstFile, VersionEdit};
 use std::collections::HashMap;
@@ -21,8 +20,7 @@ impl<F: FileSystem> Db<F> {
         {
             let mut st = self.st.borrow_mut();
             if !st.mem.is_empty() {
-                let full = std::mem::replace(&mut st.mem, Rc::new(MemTable::new()));
-                st.imm.push_back(full);
+                st.rotate();
             }
         }
         while self.flush_one().await? {}
@@ -76,15 +74,23 @@ impl<F: FileSystem> Db<F> {
             edit.added.push((0, f.meta.clone()));
             opened.insert(f.meta.number, f);
         }
-        {
+        let entries = {
             let st = self.st.borrow();
             edit.applied.push((LOCAL_GROUP, st.applied.max(max_ts)));
-        }
+            let entries = st.imm_entries.front().cloned().unwrap_or_default();
+            edit.applied.extend(entries.iter().map(|(&g, &i)| (g, i)));
+            entries
+        };
         self.log_and_apply(edit, opened).await?;
         {
             let mut st = self.st.borrow_mut();
             st.imm.pop_front();
+            st.imm_entries.pop_front();
             st.applied = st.applied.max(max_ts);
+            for (g, i) in entries {
+                let flushed = st.flushed_entries.entry(g).or_insert(0);
+                *flushed = (*flushed).max(i);
+            }
         }
         {
             let mut c = self.counters.borrow_mut();

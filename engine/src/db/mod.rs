@@ -11,7 +11,9 @@
 //! Reads see a write only once it is durable or was written without `sync`, so a read
 //! never returns data that a crash could take back after a synced writer was told it
 //! failed. Flushed memtables advance the manifest's applied index of group 0, after
-//! which the log may drop the records they hold.
+//! which the log may drop the records they hold. The core's Raft glue writes its own
+//! log groups (`append_log`) and applies committed entries (`apply_entry`); a flush
+//! records in the manifest the highest entry of each Raft group its memtable held.
 //!
 //! Modules, by job: `write` (admit, commit, apply, stalls), `read` (visible timestamp,
 //! gets, iterators), `flush` (memtable to L0, manifest edits), `compaction` (jobs and
@@ -49,8 +51,21 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-/// The log group the engine writes its own batches to (Raft groups come later).
+/// The log group the engine writes its own batches to (`commit`); every other log
+/// group belongs to the core's Raft glue (`append_log` / `apply_entry`).
 pub const LOCAL_GROUP: u64 = 0;
+
+/// Log group → highest entry index.
+pub type GroupIndexes = BTreeMap<u64, u64>;
+
+/// A record of a non-local log group as recovery found it: the Raft glue rebuilds its
+/// state from these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredRecord {
+    pub index: u64,
+    pub term: u64,
+    pub payload: Vec<u8>,
+}
 
 struct State<F: FileSystem> {
     mem: Rc<MemTable>,
@@ -61,6 +76,17 @@ struct State<F: FileSystem> {
     next_file_number: u64,
     /// Highest log index of group 0 that is in SSTables.
     applied: u64,
+    /// Raft groups (every log group but `LOCAL_GROUP`): the highest entry index applied
+    /// into the active memtable, and into each immutable one (parallel to `imm`), so a
+    /// flush records in the manifest exactly the entries its table holds.
+    mem_entries: GroupIndexes,
+    imm_entries: VecDeque<GroupIndexes>,
+    /// Raft groups: highest entry index whose effects are in SSTables (the manifest's
+    /// applied index); recovery re-applies the group's committed entries above it.
+    flushed_entries: GroupIndexes,
+    /// Records of every log group but `LOCAL_GROUP` found by recovery, until the
+    /// core's Raft glue takes them (`take_recovered_log`).
+    recovered_log: BTreeMap<u64, Vec<RecoveredRecord>>,
     /// Synced writes whose fsync has not completed: (ts, lsn), in ts order.
     pending_sync: VecDeque<(u64, u64)>,
     /// Round-robin compaction cursor per level (largest user key last compacted).
@@ -107,6 +133,18 @@ fn log_dir(dir: &Path) -> PathBuf {
     dir.join("log")
 }
 
+impl<F: FileSystem> State<F> {
+    /// Makes the active memtable immutable (it waits for flush) with the Raft entry
+    /// indexes it holds.
+    fn rotate(&mut self) {
+        let full = std::mem::replace(&mut self.mem, Rc::new(MemTable::new()));
+        self.imm.push_back(full);
+        self.imm_entries
+            .push_back(std::mem::take(&mut self.mem_entries));
+        assert_eq!(self.imm.len(), self.imm_entries.len());
+    }
+}
+
 impl<F: FileSystem> Db<F> {
     /// Opens (or creates) the engine in `dir`, recovering from the manifest and the log.
     pub async fn open(fs: F, dir: &Path, cfg: EngineConfig) -> Result<Rc<Self>> {
@@ -121,6 +159,7 @@ impl<F: FileSystem> Db<F> {
         let next_file_number = recovered.next_file_number.max(1);
         let snapshot = recovered.snapshot_edit(next_file_number, replayed.last_ts);
         let manifest = Manifest::create(fs.clone(), dir, recovered.manifest_seq, &snapshot).await?;
+        let imm_entries = replayed.imm.iter().map(|_| GroupIndexes::new()).collect();
         let st = State {
             mem: replayed.mem,
             imm: replayed.imm,
@@ -128,6 +167,10 @@ impl<F: FileSystem> Db<F> {
             last_ts: replayed.last_ts,
             next_file_number,
             applied: replayed.applied,
+            mem_entries: GroupIndexes::new(),
+            imm_entries,
+            flushed_entries: recovered.applied_groups(LOCAL_GROUP),
+            recovered_log: replayed.other_groups,
             pending_sync: VecDeque::new(),
             compact_pointer: vec![None; NUM_LEVELS],
             bg_error: None,
@@ -173,6 +216,27 @@ impl<F: FileSystem> Db<F> {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Takes what recovery found of log group `group` (a Raft group's entries or
+    /// state records), in log order; empty for a new group or a second call.
+    pub fn take_recovered_log(&self, group: u64) -> Vec<RecoveredRecord> {
+        self.st
+            .borrow_mut()
+            .recovered_log
+            .remove(&group)
+            .unwrap_or_default()
+    }
+
+    /// Highest index of Raft log group `group` whose entry's effects are in SSTables
+    /// (the manifest's applied index of the group); 0 if none.
+    pub fn flushed_index(&self, group: u64) -> u64 {
+        self.st
+            .borrow()
+            .flushed_entries
+            .get(&group)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Records the first background error (writes are refused from then on) and wakes

@@ -1,10 +1,12 @@
 //! The steps of `Db::open`: read the manifest, open its tables, replay the log above
-//! the applied index into memtables, and remove files a crash left behind.
+//! the applied index into memtables, keep the Raft groups' records for the core's
+//! Raft glue (it re-applies their committed entries above each group's applied index
+//! itself), and remove files a crash left behind.
 //!
 //! Ownership: the task that opens the `Db`, before anything else can reach it.
 
 use super::write::insert_batch;
-use super::{Db, LOCAL_GROUP, log_dir, table_path};
+use super::{Db, LOCAL_GROUP, RecoveredRecord, log_dir, table_path};
 use crate::cache::BlockCache;
 use crate::config::EngineConfig;
 use crate::fs::FileSystem;
@@ -15,7 +17,7 @@ use crate::version::manifest::{self, Recovered};
 use crate::version::{SstFile, Version, VersionEdit};
 use crate::{Error, Result};
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -28,6 +30,8 @@ pub(super) struct Replayed<F: FileSystem> {
     pub(super) last_ts: u64,
     /// Highest index of `LOCAL_GROUP` already in tables (replay starts above it).
     pub(super) applied: u64,
+    /// Every record of the other (Raft) groups, in log order, for the core's Raft glue.
+    pub(super) other_groups: BTreeMap<u64, Vec<RecoveredRecord>>,
 }
 
 /// The manifest's state, or an empty one for a new database.
@@ -68,8 +72,21 @@ pub(super) async fn replay_log<F: FileSystem>(
     let mut last_ts = recovered.last_ts;
     let mut mems: Vec<MemTable> = vec![MemTable::new()];
     let (mut ikey, mut val) = (Vec::new(), Vec::new());
+    let mut other_groups: BTreeMap<u64, Vec<RecoveredRecord>> = BTreeMap::new();
     let log = Log::open(fs.clone(), &log_dir(dir), cfg, |rec| {
-        if rec.group != LOCAL_GROUP || rec.index <= applied {
+        if rec.group != LOCAL_GROUP {
+            // Raft groups: the glue decides what is committed and re-applies it.
+            other_groups
+                .entry(rec.group)
+                .or_default()
+                .push(RecoveredRecord {
+                    index: rec.index,
+                    term: rec.term,
+                    payload: rec.payload.to_vec(),
+                });
+            return Ok(());
+        }
+        if rec.index <= applied {
             return Ok(());
         }
         let ts = rec.index;
@@ -96,6 +113,7 @@ pub(super) async fn replay_log<F: FileSystem>(
         imm,
         last_ts,
         applied,
+        other_groups,
     })
 }
 

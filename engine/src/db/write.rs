@@ -259,15 +259,43 @@ impl<F: FileSystem> Db<F> {
     /// every timestamp applied before (asserted). The whole batch is decoded and
     /// checked before anything is inserted, so a malformed payload changes nothing.
     pub fn apply(&self, ts: u64, payload: &[u8]) -> Result<()> {
+        self.apply_noted(ts, payload, None)
+    }
+
+    /// Applies a committed Raft entry: `payload` (an encoded batch) at the next
+    /// timestamp, noting that the active memtable holds entry `index` of log group
+    /// `group`, so the flush of that memtable records `index` as the group's applied
+    /// index in the manifest. Called by the core's Raft glue, in index order, for
+    /// entries already in the log (no second log write) and durable; visible to
+    /// readers at once. Returns the timestamp. Errors as `apply`.
+    pub fn apply_entry(&self, group: u64, index: u64, payload: &[u8]) -> Result<u64> {
+        assert_ne!(group, LOCAL_GROUP, "the local group is written by `commit`");
+        let ts = {
+            let st = self.st.borrow();
+            let before = st.mem_entries.get(&group).copied();
+            let flushed = st.flushed_entries.get(&group).copied().unwrap_or(0);
+            assert!(
+                before.is_none_or(|b| index > b) && index > flushed,
+                "raft entries are applied once, in index order"
+            );
+            st.last_ts + 1
+        };
+        self.apply_noted(ts, payload, Some((group, index)))?;
+        Ok(ts)
+    }
+
+    fn apply_noted(&self, ts: u64, payload: &[u8], entry: Option<(u64, u64)>) -> Result<()> {
         check_payload(payload)?;
         let mut guard = self.st.borrow_mut();
         let st = &mut *guard;
         assert!(ts > st.last_ts, "timestamps strictly increase");
         insert_batch(&st.mem, ts, payload, &mut st.ikey_buf, &mut st.value_buf)?;
         st.last_ts = ts;
+        if let Some((group, index)) = entry {
+            st.mem_entries.insert(group, index);
+        }
         if st.mem.approximate_bytes() >= self.cfg.memtable_bytes {
-            let full = std::mem::replace(&mut st.mem, Rc::new(MemTable::new()));
-            st.imm.push_back(full);
+            st.rotate();
             self.bg_wake.notify_all();
         }
         self.counters.borrow_mut().user_bytes += payload.len() as u64;
@@ -356,6 +384,35 @@ impl<F: FileSystem> Db<F> {
     pub async fn sync_log(&self) -> Result<()> {
         let lsn = self.log.last_lsn();
         self.log.sync(lsn).await
+    }
+
+    /// Returns once every log record up to `lsn` is durable (the core's group commit;
+    /// the Raft glue's "persisted" signal).
+    pub async fn sync_log_to(&self, lsn: Lsn) -> Result<()> {
+        self.log.sync(lsn).await
+    }
+
+    /// Every log record up to this LSN is durable.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.log.durable_lsn()
+    }
+
+    /// Writes the log buffer out (no fsync) once it is over `log_buffer_bytes`: the
+    /// bound on memory for writers that do not wait for durability.
+    pub async fn write_out_log_if_full(&self) -> Result<()> {
+        if self.log.needs_flush() {
+            self.log.flush().await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Lets the log drop records of Raft log group `group` with index <= `upto` (their
+    /// segments go once every group in them is truncated). The Raft glue calls it only
+    /// for entries it no longer needs after a restart, and for superseded state records.
+    pub fn truncate_log_group(&self, group: u64, upto: u64) {
+        assert_ne!(group, LOCAL_GROUP, "the engine truncates its own group");
+        self.log.truncate_group(group, upto);
     }
 }
 

@@ -1,5 +1,6 @@
 //! The write-ahead log of one shard: a directory of segments shared by every log group
-//! on the core (later: every Raft group), with group commit and per-group truncation.
+//! on the core (the engine's own group 0 and every Raft group's entries and state),
+//! with group commit and per-group truncation.
 //!
 //! Ownership: one `Log` per core, used by many tasks of that core's executor. Appends
 //! are synchronous (they only buffer); `sync` is the group commit: the first task that

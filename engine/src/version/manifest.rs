@@ -74,6 +74,15 @@ impl Recovered {
         self.applied.get(&group).copied().unwrap_or(0)
     }
 
+    /// The applied index of every group but `except`.
+    pub fn applied_groups(&self, except: u64) -> std::collections::BTreeMap<u64, u64> {
+        self.applied
+            .iter()
+            .filter(|(g, _)| **g != except)
+            .map(|(&g, &i)| (g, i))
+            .collect()
+    }
+
     /// One edit that recreates this whole state.
     pub fn snapshot_edit(&self, next_file_number: u64, last_ts: u64) -> VersionEdit {
         let mut applied: Vec<(u64, u64)> = self.applied.iter().map(|(&g, &i)| (g, i)).collect();
