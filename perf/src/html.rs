@@ -97,22 +97,77 @@ fn nines(p: f64) -> f64 {
     }
 }
 
-fn curve(row: &Value) -> String {
-    let sides = sides(row);
-    let pts: Vec<Vec<(f64, f64)>> = sides
+/// The latency plot's axes: x in "nines" of the percentile, y in log10 µs.
+struct Plot {
+    lo: f64,
+    hi: f64,
+}
+
+const LEFT: f64 = 50.0;
+const BOTTOM: f64 = CURVE_H - 30.0;
+
+impl Plot {
+    fn x(&self, p: f64) -> f64 {
+        LEFT + nines(p) / (MAX_NINES + 0.3) * (CURVE_W - LEFT - 10.0)
+    }
+
+    fn y(&self, us: f64) -> f64 {
+        BOTTOM - (us.log10() - self.lo) / (self.hi - self.lo) * (BOTTOM - 10.0)
+    }
+
+    fn axes(&self, svg: &mut String) {
+        let (w, h) = (CURVE_W - LEFT - 10.0, BOTTOM - 10.0);
+        let _ = write!(
+            svg,
+            r##"<rect x="{LEFT}" y="10" width="{w:.1}" height="{h:.1}" fill="none" stroke="#999"/>"##
+        );
+        let ticks = [
+            (50.0, "50%"),
+            (90.0, "90%"),
+            (99.0, "99%"),
+            (99.9, "99.9%"),
+            (99.99, "99.99%"),
+            (99.999, "99.999%"),
+            (100.0, "max"),
+        ];
+        for (p, label) in ticks {
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{label}</text>"#,
+                self.x(p),
+                BOTTOM + 14.0
+            );
+        }
+        let mut d = self.lo;
+        while d <= self.hi {
+            let us = 10f64.powf(d);
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{us} us</text>"#,
+                LEFT - 4.0,
+                self.y(us) + 3.0
+            );
+            d += 1.0;
+        }
+    }
+}
+
+/// Every side's (percentile, µs) points with a positive latency.
+fn curve_points(sides: &[(String, &Value)]) -> Vec<Vec<(f64, f64)>> {
+    sides
         .iter()
         .map(|(_, s)| {
-            s["hdr"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|p| Some((num(&p[0])?, num(&p[1])?)))
-                        .filter(|&(_, us)| us > 0.0)
-                        .collect()
-                })
-                .unwrap_or_default()
+            let pts = s["hdr"].as_array().into_iter().flatten();
+            pts.filter_map(|p| Some((num(&p[0])?, num(&p[1])?)))
+                .filter(|&(_, us)| us > 0.0)
+                .collect()
         })
-        .collect();
+        .collect()
+}
+
+fn curve(row: &Value) -> String {
+    let sides = sides(row);
+    let pts = curve_points(&sides);
     let all: Vec<f64> = pts.iter().flatten().map(|&(_, us)| us.log10()).collect();
     if all.is_empty() {
         return String::new();
@@ -124,63 +179,28 @@ fn curve(row: &Value) -> String {
         .fold(f64::NEG_INFINITY, f64::max)
         .ceil()
         .max(lo + 1.0);
-    let (left, bottom) = (50.0, CURVE_H - 30.0);
-    let x = |p: f64| left + nines(p) / (MAX_NINES + 0.3) * (CURVE_W - left - 10.0);
-    let y = |us: f64| bottom - (us.log10() - lo) / (hi - lo) * (bottom - 10.0);
+    let plot = Plot { lo, hi };
     let mut svg = format!(
         r#"<svg width="{}" height="{CURVE_H}" role="img">"#,
         CURVE_W + 200.0
     );
-    let _ = write!(
-        svg,
-        r##"<rect x="{left}" y="10" width="{:.1}" height="{:.1}" fill="none" stroke="#999"/>"##,
-        CURVE_W - left - 10.0,
-        bottom - 10.0
-    );
-    for (p, label) in [
-        (50.0, "50%"),
-        (90.0, "90%"),
-        (99.0, "99%"),
-        (99.9, "99.9%"),
-        (99.99, "99.99%"),
-        (99.999, "99.999%"),
-        (100.0, "max"),
-    ] {
-        let _ = write!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{label}</text>"#,
-            x(p),
-            bottom + 14.0
-        );
-    }
-    let mut d = lo;
-    while d <= hi {
-        let us = 10f64.powf(d);
-        let _ = write!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{} us</text>"#,
-            left - 4.0,
-            y(us) + 3.0,
-            us
-        );
-        d += 1.0;
-    }
+    plot.axes(&mut svg);
     for (i, ((label, _), p)) in sides.iter().zip(&pts).enumerate() {
         let color = COLORS[i % COLORS.len()];
         let line: Vec<String> = p
             .iter()
-            .map(|&(pc, us)| format!("{:.1},{:.1}", x(pc), y(us)))
+            .map(|&(pc, us)| format!("{:.1},{:.1}", plot.x(pc), plot.y(us)))
             .collect();
         let _ = write!(
             svg,
             r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
             line.join(" ")
         );
+        let y = 24.0 + 16.0 * i as f64;
         let _ = write!(
             svg,
-            r#"<text x="{:.1}" y="{:.1}" font-size="12" fill="{color}">{}</text>"#,
+            r#"<text x="{:.1}" y="{y:.1}" font-size="12" fill="{color}">{}</text>"#,
             CURVE_W + 4.0,
-            24.0 + 16.0 * i as f64,
             esc(label)
         );
     }

@@ -240,7 +240,8 @@ pub fn gate(nextdb: &Side, peer: &Side) -> Result<f64, String> {
     }
     if let (Some(a), Some(b)) = (nextdb.found_share(), peer.found_share()) {
         let top = a.max(b);
-        if top > 0.0 && (a - b).abs() / top > FOUND_TOLERANCE {
+        // The epsilon keeps a difference of exactly the tolerance inside it.
+        if top > 0.0 && (a - b).abs() / top > FOUND_TOLERANCE + 1e-9 {
             return Err(format!(
                 "found counts differ by more than {}%: nextdb found {:.2}% of its lookups, the peer {:.2}%",
                 FOUND_TOLERANCE * 100.0,
