@@ -108,7 +108,9 @@ impl Engine for NextDb {
     }
 
     fn write_amplification(&self) -> Option<f64> {
-        Some(self.0.stats().write_amplification)
+        let s = self.0.stats();
+        // Nothing written since the last open (a read row after a reopen): no ratio.
+        (s.user_bytes_written > 0).then_some(s.write_amplification)
     }
 }
 
