@@ -319,4 +319,81 @@ mod tests {
             assert_eq!(s.due_by(b), 0);
         }
     }
+
+    /// A RESP server on loopback that answers every GET with `value` and, once, stops
+    /// answering for `stall` after its 10th request.
+    fn stalling_server(value: &'static [u8], stall: Duration) -> SocketAddr {
+        use std::io::Read;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let (mut buf, mut pos, mut served) = (Vec::new(), 0, 0);
+            let mut tmp = [0u8; 4096];
+            loop {
+                while let Ok(Some((_, n))) = super::super::resp::parse(&buf[pos..]) {
+                    pos += n;
+                    served += 1;
+                    if served == 10 {
+                        std::thread::sleep(stall);
+                    }
+                    let mut out = format!("${}\r\n", value.len()).into_bytes();
+                    out.extend_from_slice(value);
+                    out.extend_from_slice(b"\r\n");
+                    if s.write_all(&out).is_err() {
+                        return;
+                    }
+                }
+                match s.read(&mut tmp) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                }
+            }
+        });
+        addr
+    }
+
+    /// A server that stalls shows the stall in the latency of every request due
+    /// during it (timed from the schedule, not from the write), and every request
+    /// sent is answered and counted (the backlog drains).
+    #[test]
+    fn a_stall_is_measured_from_the_schedule_and_the_backlog_drains() {
+        let stall = Duration::from_millis(150);
+        let addr = stalling_server(b"12345678", stall);
+        let w = Workload {
+            keys: 100,
+            dist: super::super::keys::Dist::Uniform,
+            get_ratio: 1.0,
+            connections: 1,
+            pipeline: 1,
+            warmup: Duration::ZERO,
+            duration: Duration::from_millis(500),
+            rate: Some(1000.0),
+            value_bytes: 8,
+            seed: 1,
+        };
+        let values = Arc::new(ValuePool::new(1, 8));
+        let (r, _lag) = run(addr, Proto::Resp, &w, &values).unwrap();
+        assert_eq!(
+            r.ops, 500,
+            "every scheduled request is answered and measured"
+        );
+        assert_eq!((r.errors, r.misses, r.bad_values), (0, 0, 0));
+        // The request due when the stall began waited for all of it.
+        assert!(
+            r.hist.max() >= (stall.as_nanos() as u64) * 9 / 10,
+            "max {} ns",
+            r.hist.max()
+        );
+        // Requests due during the stall all carry part of it: well over 1% of them.
+        assert!(
+            r.hist.value_at_quantile(0.99) >= 50_000_000,
+            "p99 {} ns",
+            r.hist.value_at_quantile(0.99)
+        );
+        // A wrong value length is counted.
+        let addr = stalling_server(b"1234567", Duration::ZERO);
+        let (r, _) = run(addr, Proto::Resp, &w, &values).unwrap();
+        assert_eq!(r.bad_values, 500);
+    }
 }
