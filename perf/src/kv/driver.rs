@@ -1,9 +1,10 @@
-//! The load generator, one for both servers so the client costs the same: a
-//! single-threaded tokio runtime (like redis-benchmark's one event loop), one task per
-//! connection, each writing `pipeline` requests in one write and reading all their
-//! replies before the next batch. Latency is per request, from the batch's write (or,
-//! when paced and behind schedule, from when it was due) to its reply, in a per-task
-//! hdrhistogram merged at the end.
+//! The closed-loop load generator, one for both servers so the client costs the same:
+//! a single-threaded tokio runtime (like redis-benchmark's one event loop), one task
+//! per connection, each writing `pipeline` requests in one write and reading all their
+//! replies before the next batch. Latency is per request, from the batch's write to
+//! its reply, in a per-task hdrhistogram merged at the end. Every GET reply's value
+//! length is checked against what the load wrote. Paced (latency) runs use
+//! [`super::open_loop`] instead.
 
 use super::keys::{
     Dist, FastRng, KEY_BYTES, KeyChooser, ValuePool, ZIPF_THETA, Zipfian, format_key,
@@ -41,9 +42,10 @@ pub struct Workload {
     pub pipeline: usize,
     pub warmup: Duration,
     pub duration: Duration,
-    /// Requests per second over all connections; None: closed loop, as fast as
-    /// replies come back.
+    /// Requests per second over all connections (open loop only).
     pub rate: Option<f64>,
+    /// The length of every value the load wrote: a GET must read back this many bytes.
+    pub value_bytes: usize,
     pub seed: u64,
 }
 
@@ -55,12 +57,84 @@ pub struct RunResult {
     pub puts: u64,
     /// GETs that found no value (after a load there should be none).
     pub misses: u64,
+    /// GET replies whose value is not `value_bytes` long.
+    pub bad_values: u64,
     /// Error replies (not counted in `ops`).
     pub errors: u64,
     pub first_error: Option<String>,
     /// Latency in nanoseconds.
     pub hist: Histogram<u64>,
     pub secs: f64,
+}
+
+impl RunResult {
+    pub fn new(secs: f64) -> Result<RunResult> {
+        Ok(RunResult {
+            ops: 0,
+            gets: 0,
+            puts: 0,
+            misses: 0,
+            bad_values: 0,
+            errors: 0,
+            first_error: None,
+            hist: new_hist()?,
+            secs,
+        })
+    }
+
+    /// Counts one reply; `latency_ns` when it falls in the measured window.
+    pub fn record(
+        &mut self,
+        is_get: bool,
+        outcome: Outcome,
+        value_bytes: usize,
+        latency_ns: Option<u64>,
+    ) -> Result<()> {
+        if let Outcome::Error {
+            code,
+            message,
+            closes,
+        } = outcome
+        {
+            if closes {
+                return Err(format!("error {code}: {message}").into());
+            }
+            self.errors += u64::from(latency_ns.is_some());
+            self.first_error
+                .get_or_insert(format!("error {code}: {message}"));
+            return Ok(());
+        }
+        let Some(ns) = latency_ns else {
+            return Ok(());
+        };
+        self.ops += 1;
+        if is_get {
+            self.gets += 1;
+            match outcome {
+                Outcome::Miss => self.misses += 1,
+                Outcome::Hit(len) => self.bad_values += u64::from(len != value_bytes),
+                _ => self.bad_values += 1,
+            }
+        } else {
+            self.puts += 1;
+        }
+        self.hist.saturating_record(ns.max(1));
+        Ok(())
+    }
+
+    pub fn merge(&mut self, o: RunResult) -> Result<()> {
+        self.ops += o.ops;
+        self.gets += o.gets;
+        self.puts += o.puts;
+        self.misses += o.misses;
+        self.bad_values += o.bad_values;
+        self.errors += o.errors;
+        if self.first_error.is_none() {
+            self.first_error = o.first_error;
+        }
+        self.hist.add(&o.hist)?;
+        Ok(())
+    }
 }
 
 fn new_hist() -> Result<Histogram<u64>> {
@@ -70,11 +144,11 @@ fn new_hist() -> Result<Histogram<u64>> {
 
 /// A connection after its handshake, with its buffers.
 pub struct Conn {
-    stream: TcpStream,
-    proto: Proto,
-    rbuf: Vec<u8>,
-    rpos: usize,
-    wbuf: Vec<u8>,
+    pub(super) stream: TcpStream,
+    pub(super) proto: Proto,
+    pub(super) rbuf: Vec<u8>,
+    pub(super) rpos: usize,
+    pub(super) wbuf: Vec<u8>,
 }
 
 impl Conn {
@@ -175,19 +249,32 @@ impl Conn {
     }
 
     #[inline]
-    fn push_request(&mut self, is_get: bool, key: &[u8], value: &[u8], id: u32) {
-        match (self.proto, is_get) {
-            (Proto::Native, true) => native::encode_get(key, id, &mut self.wbuf),
-            (Proto::Native, false) => native::encode_put(key, value, id, &mut self.wbuf),
-            (Proto::Resp, true) => resp::encode_get(key, &mut self.wbuf),
-            (Proto::Resp, false) => resp::encode_set(key, value, &mut self.wbuf),
-        }
+    pub(super) fn push_request(&mut self, is_get: bool, key: &[u8], value: &[u8], id: u32) {
+        encode_request(self.proto, is_get, key, value, id, &mut self.wbuf);
+    }
+}
+
+/// Appends one GET or PUT / SET request.
+#[inline]
+pub fn encode_request(
+    proto: Proto,
+    is_get: bool,
+    key: &[u8],
+    value: &[u8],
+    id: u32,
+    out: &mut Vec<u8>,
+) {
+    match (proto, is_get) {
+        (Proto::Native, true) => native::encode_get(key, id, out),
+        (Proto::Native, false) => native::encode_put(key, value, id, out),
+        (Proto::Resp, true) => resp::encode_get(key, out),
+        (Proto::Resp, false) => resp::encode_set(key, value, out),
     }
 }
 
 fn resp_outcome(r: Reply<'_>) -> Outcome {
     match r {
-        Reply::Bulk(Some(_)) => Outcome::Hit,
+        Reply::Bulk(Some(v)) => Outcome::Hit(v.len()),
         Reply::Bulk(None) => Outcome::Miss,
         Reply::Error(e) => Outcome::Error {
             code: 0,
@@ -198,7 +285,7 @@ fn resp_outcome(r: Reply<'_>) -> Outcome {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
@@ -216,7 +303,7 @@ pub fn probe(addr: SocketAddr, proto: Proto, timeout: Duration) -> Result<()> {
     })
 }
 
-async fn connect_all(addr: SocketAddr, proto: Proto, n: usize) -> Result<Vec<Conn>> {
+pub(super) async fn connect_all(addr: SocketAddr, proto: Proto, n: usize) -> Result<Vec<Conn>> {
     let handles: Vec<_> = (0..n)
         .map(|_| tokio::spawn(Conn::connect(addr, proto)))
         .collect();
@@ -278,25 +365,69 @@ pub fn load(
     })
 }
 
+/// The measured window of a closed-loop run.
 struct Window {
-    /// Pacing starts here (warm-up included).
-    t0: Instant,
     /// Requests sent from here on and answered before `end` are measured.
     measure_from: Instant,
     end: Instant,
 }
 
-#[derive(Debug)]
-struct ConnStats {
-    ops: u64,
-    gets: u64,
-    puts: u64,
-    misses: u64,
-    errors: u64,
-    first_error: Option<String>,
-    hist: Histogram<u64>,
+/// One batch in flight on a connection.
+struct Batch {
+    is_get: Vec<bool>,
+    answered: Vec<bool>,
+    first_id: u32,
+    sent: Instant,
 }
 
+fn fill_batch(
+    c: &mut Conn,
+    b: &mut Batch,
+    keys: &mut KeyChooser,
+    rng: &mut FastRng,
+    w: &Workload,
+    values: &ValuePool,
+    id: &mut u32,
+) {
+    let mut key = [0u8; KEY_BYTES];
+    c.wbuf.clear();
+    b.first_id = *id;
+    for g in b.is_get.iter_mut() {
+        *g = w.get_ratio >= 1.0 || rng.unit() < w.get_ratio;
+        format_key(keys.next(), &mut key);
+        c.push_request(*g, &key, values.get(rng.next_u64()), *id);
+        *id = id.wrapping_add(1);
+    }
+    b.answered.iter_mut().for_each(|a| *a = false);
+}
+
+async fn read_batch(
+    c: &mut Conn,
+    b: &mut Batch,
+    w: &Workload,
+    win: &Window,
+    st: &mut RunResult,
+) -> Result<()> {
+    for n in 0..b.is_get.len() {
+        let (rid, outcome) = c.read_reply().await?;
+        let done = Instant::now();
+        let slot = match rid {
+            Some(r) => r.wrapping_sub(b.first_id) as usize,
+            None => n,
+        };
+        if slot >= b.is_get.len() || b.answered[slot] {
+            return Err(format!("reply for request id {rid:?}, which is not in flight").into());
+        }
+        b.answered[slot] = true;
+        let measured = b.sent >= win.measure_from && done <= win.end;
+        let ns = measured
+            .then(|| u64::try_from(done.duration_since(b.sent).as_nanos()).unwrap_or(u64::MAX));
+        st.record(b.is_get[slot], outcome, w.value_bytes, ns)?;
+    }
+    Ok(())
+}
+
+/// One connection's closed loop: a batch, all its replies, the next batch.
 async fn drive(
     mut c: Conn,
     w: Arc<Workload>,
@@ -304,145 +435,55 @@ async fn drive(
     zipf: Option<Arc<Zipfian>>,
     index: usize,
     win: Arc<Window>,
-) -> Result<ConnStats> {
+) -> Result<RunResult> {
     let seed = w.seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut keys = KeyChooser::new(w.keys, w.dist, zipf.as_deref(), seed);
-    let mut ops_rng = FastRng::new(seed ^ 0xABCD);
+    let mut rng = FastRng::new(seed ^ 0xABCD);
     let pipeline = w.pipeline.max(1);
-    let mut st = ConnStats {
-        ops: 0,
-        gets: 0,
-        puts: 0,
-        misses: 0,
-        errors: 0,
-        first_error: None,
-        hist: new_hist()?,
+    let mut st = RunResult::new(w.duration.as_secs_f64())?;
+    let mut b = Batch {
+        is_get: vec![false; pipeline],
+        answered: vec![false; pipeline],
+        first_id: 0,
+        sent: Instant::now(),
     };
-    // Per-connection pacing: one batch every `interval`, starting at a random offset so
-    // the connections do not send in lockstep.
-    let interval = w
-        .rate
-        .map(|r| Duration::from_secs_f64(w.connections as f64 * pipeline as f64 / r));
-    let mut due = match interval {
-        Some(iv) => win.t0 + iv.mul_f64(ops_rng.unit()),
-        None => win.t0,
-    };
-    let mut is_get = vec![false; pipeline];
-    let mut answered = vec![false; pipeline];
-    let mut key = [0u8; KEY_BYTES];
     let mut id: u32 = 0;
-    let mut value_ix = seed;
-    loop {
-        // When paced: a batch due in the future waits for its time and is timed from
-        // its write (the timer's lateness is the client's, not the server's); a batch
-        // already overdue (the previous replies came late) is timed from when it was
-        // due, so a slow server is not hidden by the client waiting for it
-        // (coordinated omission).
-        let mut start = None;
-        if let Some(iv) = interval {
-            let now = Instant::now();
-            if now < due {
-                if due >= win.end {
-                    break;
-                }
-                tokio::time::sleep_until(due.into()).await;
-            } else {
-                start = Some(due);
-            }
-            due += iv;
-        }
-        if Instant::now() >= win.end {
-            break;
-        }
-        c.wbuf.clear();
-        let first = id;
-        for g in is_get.iter_mut() {
-            *g = w.get_ratio >= 1.0 || ops_rng.unit() < w.get_ratio;
-            format_key(keys.next(), &mut key);
-            value_ix = value_ix.wrapping_add(1);
-            c.push_request(*g, &key, values.get(value_ix), id);
-            id = id.wrapping_add(1);
-        }
-        answered.iter_mut().for_each(|a| *a = false);
-        let sent = Instant::now();
-        let start = start.unwrap_or(sent);
+    while Instant::now() < win.end {
+        fill_batch(&mut c, &mut b, &mut keys, &mut rng, &w, &values, &mut id);
+        b.sent = Instant::now();
         c.stream.write_all(&c.wbuf).await?;
-        for n in 0..pipeline {
-            let (rid, outcome) = c.read_reply().await?;
-            let done = Instant::now();
-            let slot = match rid {
-                Some(r) => r.wrapping_sub(first) as usize,
-                None => n,
-            };
-            if slot >= pipeline || answered[slot] {
-                return Err(format!("reply for request id {rid:?}, which is not in flight").into());
-            }
-            answered[slot] = true;
-            let measured = start >= win.measure_from && done <= win.end;
-            match outcome {
-                Outcome::Error {
-                    code,
-                    message,
-                    closes,
-                } => {
-                    if closes {
-                        return Err(format!("error {code}: {message}").into());
-                    }
-                    if measured {
-                        st.errors += 1;
-                    }
-                    if st.first_error.is_none() {
-                        st.first_error = Some(format!("error {code}: {message}"));
-                    }
-                }
-                outcome if measured => {
-                    st.ops += 1;
-                    if is_get[slot] {
-                        st.gets += 1;
-                        if outcome == Outcome::Miss {
-                            st.misses += 1;
-                        }
-                    } else {
-                        st.puts += 1;
-                    }
-                    let ns = done.duration_since(start).as_nanos().max(1);
-                    st.hist
-                        .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
-                }
-                _ => {}
-            }
-        }
+        read_batch(&mut c, &mut b, &w, &win, &mut st).await?;
     }
     Ok(st)
 }
 
-/// Runs `w` against the server at `addr`: warm-up, then the measured window.
+fn check_workload(w: &Workload) -> Result<Option<Arc<Zipfian>>> {
+    if w.connections == 0 || w.pipeline == 0 {
+        return Err("connections and pipeline must be at least 1".into());
+    }
+    Ok(match w.dist {
+        Dist::Zipfian => Some(Arc::new(Zipfian::new(w.keys, ZIPF_THETA))),
+        Dist::Uniform => None,
+    })
+}
+
+/// Runs `w` closed-loop against the server at `addr`: warm-up, then the measured window.
 pub fn run(
     addr: SocketAddr,
     proto: Proto,
     w: &Workload,
     values: &Arc<ValuePool>,
 ) -> Result<RunResult> {
-    if w.connections == 0 || w.pipeline == 0 {
-        return Err("connections and pipeline must be at least 1".into());
+    let zipf = check_workload(w)?;
+    if w.rate.is_some() {
+        return Err("a paced workload runs open-loop (open_loop::run)".into());
     }
-    if let Some(r) = w.rate
-        && !(r.is_finite() && r > 0.0)
-    {
-        return Err(format!("bad rate {r}").into());
-    }
-    let zipf = match w.dist {
-        Dist::Zipfian => Some(Arc::new(Zipfian::new(w.keys, ZIPF_THETA))),
-        Dist::Uniform => None,
-    };
     let w = Arc::new(w.clone());
     let values = Arc::clone(values);
     runtime()?.block_on(async move {
         let conns = connect_all(addr, proto, w.connections).await?;
-        let t0 = Instant::now();
-        let measure_from = t0 + w.warmup;
+        let measure_from = Instant::now() + w.warmup;
         let win = Arc::new(Window {
-            t0,
             measure_from,
             end: measure_from + w.duration,
         });
@@ -462,29 +503,12 @@ pub fn run(
             .collect();
         // A server that stops answering must not hang the suite.
         let deadline = win.end + Duration::from_secs(30);
-        let mut out = RunResult {
-            ops: 0,
-            gets: 0,
-            puts: 0,
-            misses: 0,
-            errors: 0,
-            first_error: None,
-            hist: new_hist()?,
-            secs: w.duration.as_secs_f64(),
-        };
+        let mut out = RunResult::new(w.duration.as_secs_f64())?;
         for h in handles {
             let st = tokio::time::timeout_at(deadline.into(), h)
                 .await
                 .map_err(|_| BoxError::from("the server stopped answering"))???;
-            out.ops += st.ops;
-            out.gets += st.gets;
-            out.puts += st.puts;
-            out.misses += st.misses;
-            out.errors += st.errors;
-            if out.first_error.is_none() {
-                out.first_error = st.first_error;
-            }
-            out.hist.add(&st.hist)?;
+            out.merge(st)?;
         }
         Ok(out)
     })

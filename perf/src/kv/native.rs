@@ -15,8 +15,8 @@ use nextdb_proto::{ErrorCode, Hello, ProtoError, Request, Response};
 /// What a reply said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// A GET found its key.
-    Hit,
+    /// A GET found its key; the value's length.
+    Hit(usize),
     /// A GET did not.
     Miss,
     /// A PUT applied (or PING answered).
@@ -102,11 +102,8 @@ pub fn decode(buf: &[u8]) -> Result<Option<(u32, Outcome, usize)>, ProtoError> {
             op::GET => {
                 let mut r = Reader::new(body);
                 let found = match r.u8("value")? {
-                    0 => false,
-                    1 => {
-                        r.bytes("value", MAX_VALUE_BYTES)?;
-                        true
-                    }
+                    0 => None,
+                    1 => Some(r.bytes("value", MAX_VALUE_BYTES)?.len()),
                     v => {
                         return Err(ProtoError::BadValue {
                             what: "value",
@@ -115,14 +112,14 @@ pub fn decode(buf: &[u8]) -> Result<Option<(u32, Outcome, usize)>, ProtoError> {
                     }
                 };
                 r.finish()?;
-                if found { Outcome::Hit } else { Outcome::Miss }
+                found.map_or(Outcome::Miss, Outcome::Hit)
             }
             op::PUT => {
                 Reader::new(body).finish()?;
                 Outcome::Done
             }
             other => match Response::decode(other, h.flags, body)? {
-                Response::Value(Some(_)) => Outcome::Hit,
+                Response::Value(Some(v)) => Outcome::Hit(v.len()),
                 Response::Value(None) => Outcome::Miss,
                 _ => Outcome::Done,
             },
@@ -181,7 +178,7 @@ mod tests {
             pos += n;
         }
         assert_eq!(pos, b.len());
-        assert_eq!(got[0], (3, Outcome::Hit));
+        assert_eq!(got[0], (3, Outcome::Hit(1)));
         assert_eq!(got[1], (4, Outcome::Miss));
         assert_eq!(got[2], (5, Outcome::Done));
         assert!(matches!(

@@ -4,6 +4,7 @@
 //! started with PR_SET_PDEATHSIG so it dies with the suite even if the suite is killed.
 
 use super::driver::{self, Proto, Result};
+use crate::cpu::CpuSet;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
@@ -164,49 +165,17 @@ fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// The CPU of the server under test (NextDB shard 0, Redis's main thread) and of the
-/// load generator, when pinning. NextDB pins shard i to CPU i itself.
-pub const SERVER_CPU: usize = 0;
-pub const CLIENT_CPU: usize = 1;
-
-fn cpu_set(cpus: &[usize]) -> libc::cpu_set_t {
-    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write into it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_ZERO(&mut set);
-        for &c in cpus {
-            libc::CPU_SET(c, &mut set);
-        }
-        set
-    }
+/// Where the servers and the driver run: servers on CPUs `0..shards`, the driver on
+/// the last CPU (shared with the last shard when there are not enough CPUs: then the
+/// scaling row is only meaningful on a bigger machine).
+pub fn placement(shards: usize, cpus: usize) -> (Vec<usize>, usize) {
+    let cpus = cpus.max(1);
+    let servers: Vec<usize> = (0..shards.clamp(1, cpus)).collect();
+    (servers, cpus - 1)
 }
 
-/// Restricts a child process to `cpus` (set between fork and exec).
-pub fn pin_child(cmd: &mut Command, cpus: &[usize]) {
-    let set = cpu_set(cpus);
-    // SAFETY: sched_setaffinity is async-signal-safe and only reads `set`, a copy.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// Pins the calling thread (the load generator) to `cpu`.
-pub fn pin_current_thread(cpu: usize) -> Result<()> {
-    let set = cpu_set(&[cpu]);
-    // SAFETY: as above, for the calling thread.
-    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } != 0 {
-        return Err(format!(
-            "cannot pin the load generator to CPU {cpu}: {}",
-            std::io::Error::last_os_error()
-        )
-        .into());
-    }
-    Ok(())
+fn command(set: Option<&CpuSet>, bin: impl AsRef<std::ffi::OsStr>) -> Command {
+    set.map_or_else(|| Command::new(bin.as_ref()), |s| s.command(bin.as_ref()))
 }
 
 /// `nextdb serve` on a fresh data directory.
@@ -215,7 +184,7 @@ pub fn start_nextdb(
     dir: &Path,
     sync: &str,
     shards: usize,
-    pin: bool,
+    set: Option<&CpuSet>,
 ) -> Result<Server> {
     let data = dir.join(format!("nextdb-{sync}"));
     let _ = std::fs::remove_dir_all(&data);
@@ -228,7 +197,7 @@ pub fn start_nextdb(
         .into());
     }
     let addr = loopback(free_port()?);
-    let mut cmd = Command::new(bin);
+    let mut cmd = command(set, bin);
     cmd.arg("serve")
         .arg("--data-dir")
         .arg(&data)
@@ -239,13 +208,9 @@ pub fn start_nextdb(
         .arg(sync)
         .arg("--shards")
         .arg(shards.to_string());
-    if pin {
-        // Shard threads pin themselves to CPU i; the node's other threads stay there too.
-        pin_child(
-            &mut cmd,
-            &(SERVER_CPU..SERVER_CPU + shards).collect::<Vec<_>>(),
-        );
-    } else {
+    if set.is_none() {
+        // Shard i pins itself to CPU i unless told not to; without a cpuset, let the
+        // kernel place everything.
         cmd.arg("--no-pin");
     }
     let log = dir.join(format!("nextdb-{sync}.log"));
@@ -259,14 +224,22 @@ pub fn start_nextdb(
     )
 }
 
-/// `redis-server` without persistence, or with `appendfsync always` (`durable`).
-pub fn start_redis(bin: &str, dir: &Path, durable: bool, pin: bool) -> Result<Server> {
+/// `redis-server` without persistence, or with `appendfsync always` (`durable`), and
+/// `io_threads` I/O threads (1: Redis's single thread). AOF rewrites are off
+/// (`auto-aof-rewrite-percentage 0`) so no background rewrite runs into a measured row.
+pub fn start_redis(
+    bin: &str,
+    dir: &Path,
+    durable: bool,
+    io_threads: usize,
+    set: Option<&CpuSet>,
+) -> Result<Server> {
     let tag = if durable { "redis-aof" } else { "redis" };
     let data = dir.join(tag);
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
     let port = free_port()?;
-    let mut cmd = Command::new(bin);
+    let mut cmd = command(set, bin);
     cmd.arg("--port")
         .arg(port.to_string())
         .args([
@@ -280,8 +253,10 @@ pub fn start_redis(bin: &str, dir: &Path, durable: bool, pin: bool) -> Result<Se
         .args(["--save", ""])
         .arg("--dir")
         .arg(&data);
-    if pin {
-        pin_child(&mut cmd, &[SERVER_CPU]);
+    cmd.args(["--auto-aof-rewrite-percentage", "0"]);
+    if io_threads > 1 {
+        cmd.arg("--io-threads").arg(io_threads.to_string());
+        cmd.args(["--io-threads-do-reads", "yes"]);
     }
     if durable {
         cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
@@ -303,15 +278,11 @@ pub fn start_redis(bin: &str, dir: &Path, durable: bool, pin: bool) -> Result<Se
     )
 }
 
-/// Waits until a NextDB server's background work has settled after a load: its
-/// flush and compaction counters and level shapes (from STATS) stay the same for
-/// three polls a second apart, or `max` passes. Like db_bench's `waitforcompaction`,
-/// so reads are measured on a settled database, as for Redis (which has none).
-pub fn settle_nextdb(addr: SocketAddr, max: Duration) -> Result<Duration> {
+/// One STATS document of a NextDB server (a connection of its own).
+pub fn nextdb_stats(addr: SocketAddr) -> Result<serde_json::Value> {
     use nextdb_proto::frame::{HEADER_BYTES, decode_header};
     use nextdb_proto::{Hello, Request, Response};
     use std::io::{Read, Write};
-    let start = Instant::now();
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut call = |req: &Request| -> Result<Response> {
@@ -338,18 +309,46 @@ pub fn settle_nextdb(addr: SocketAddr, max: Duration) -> Result<Duration> {
     call(&Request::Hello(Hello {
         min_version: 1,
         max_version: 1,
-        client_name: "nextdb-perf settle".into(),
+        client_name: "nextdb-perf stats".into(),
         mechanism: "NONE".into(),
         auth_data: Vec::new(),
     }))?;
+    match call(&Request::Stats)? {
+        Response::Stats { json } => Ok(serde_json::from_str(&json)?),
+        other => Err(format!("STATS answered {other:?}").into()),
+    }
+}
+
+/// The engines' write amplification (log + flush + compaction bytes per user byte),
+/// over all shards, from STATS.
+pub fn nextdb_write_amplification(addr: SocketAddr) -> Result<Option<f64>> {
+    let v = nextdb_stats(addr)?;
+    let shards = v["shards"].as_array().cloned().unwrap_or_default();
+    let (mut written, mut user) = (0.0, 0.0);
+    for s in &shards {
+        let e = &s["engine"];
+        let (Some(w), Some(u)) = (
+            e["write_amplification"].as_f64(),
+            e["user_bytes_written"].as_f64(),
+        ) else {
+            return Ok(None);
+        };
+        written += w * u;
+        user += u;
+    }
+    Ok((user > 0.0).then(|| written / user))
+}
+
+/// Waits until a NextDB server's background work has settled: its flush and
+/// compaction counters and level shapes (from STATS) stay the same for three polls a
+/// second apart, or `max` passes. Like db_bench's `waitforcompaction`, so reads are
+/// measured on a settled database. Returns how long it took.
+pub fn settle_nextdb(addr: SocketAddr, max: Duration) -> Result<Duration> {
+    let start = Instant::now();
     let mut last = String::new();
     let mut stable = 0;
     while start.elapsed() < max {
-        let json = match call(&Request::Stats)? {
-            Response::Stats { json } => json,
-            other => return Err(format!("STATS answered {other:?}").into()),
-        };
-        let v: serde_json::Value = serde_json::from_str(&json)?;
+        let v = nextdb_stats(addr)?;
         let sig: Vec<String> = v["shards"]
             .as_array()
             .map(|a| {
@@ -377,4 +376,39 @@ pub fn settle_nextdb(addr: SocketAddr, max: Duration) -> Result<Duration> {
         std::thread::sleep(Duration::from_secs(1));
     }
     Ok(start.elapsed())
+}
+
+/// Waits until Redis runs no background save or AOF rewrite (INFO persistence).
+/// Returns how long it took.
+pub fn settle_redis(addr: SocketAddr, max: Duration) -> Result<Duration> {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    loop {
+        s.write_all(b"*2\r\n$4\r\nINFO\r\n$11\r\npersistence\r\n")?;
+        let mut buf = Vec::new();
+        let text = loop {
+            let mut tmp = [0u8; 8192];
+            let n = s.read(&mut tmp)?;
+            if n == 0 {
+                return Err("redis closed the connection during INFO".into());
+            }
+            buf.extend_from_slice(&tmp[..n]);
+            if let Some((super::resp::Reply::Bulk(Some(b)), _)) = super::resp::parse(&buf)? {
+                break String::from_utf8_lossy(b).into_owned();
+            }
+        };
+        let busy = [
+            "rdb_bgsave_in_progress:1",
+            "aof_rewrite_in_progress:1",
+            "aof_rewrite_scheduled:1",
+        ]
+        .iter()
+        .any(|k| text.contains(k));
+        if !busy || start.elapsed() > max {
+            return Ok(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
