@@ -20,6 +20,14 @@ pub enum SqlError {
     DuplicateTable(String),
     #[error("column \"{0}\" does not exist")]
     UndefinedColumn(String),
+    #[error("prepared statement \"{0}\" already exists")]
+    DuplicatePrepared(String),
+    #[error("prepared statement \"{0}\" does not exist")]
+    UndefinedPrepared(String),
+    #[error("cursor \"{0}\" already exists")]
+    DuplicatePortal(String),
+    #[error("portal \"{0}\" does not exist")]
+    UndefinedPortal(String),
     #[error("LIMIT must not be negative")]
     NegativeLimit,
     #[error("OFFSET must not be negative")]
@@ -82,6 +90,10 @@ impl SqlError {
             SqlError::DuplicateColumn(_) => "42701",
             SqlError::UndefinedColumnText(_) => "42703",
             SqlError::NegativeLimit => "2201W",
+            SqlError::DuplicatePrepared(_) => "42P05",
+            SqlError::UndefinedPrepared(_) => "26000",
+            SqlError::DuplicatePortal(_) => "42P03",
+            SqlError::UndefinedPortal(_) => "34000",
             SqlError::NegativeOffset => "2201X",
             SqlError::DuplicateColumnAssignment(_) => "42601",
             SqlError::MissingFromEntry(_) => "42P01",

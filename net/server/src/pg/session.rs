@@ -1,0 +1,627 @@
+//! One PostgreSQL session as a state machine: bytes in ([`PgSession::feed`]),
+//! bytes out ([`PgSession::take_output`]). No sockets here; the glommio driver
+//! (`pg::serve`) moves bytes, and the tests drive it over a `MemKv`. Owned by the
+//! core that accepted the connection.
+
+use super::frame::{self, FirstPacket, FrameError};
+use crate::config::{PG_MAX_PREPARED_PER_SESSION, PG_SERVER_VERSION};
+use crate::users::UserStore;
+use bytes::{BufMut, BytesMut};
+use nextdb_proto::scram::{MECHANISM, MockAuthSecret, ServerExchange};
+use nextdb_sql::{DataType, Engine, Field, Kv, Outcome, SqlError, Statement, Value, wire};
+use pgwire::messages::PgWireBackendMessage as B;
+use pgwire::messages::PgWireFrontendMessage as F;
+use pgwire::messages::data::{
+    DataRow, FieldDescription, NoData, ParameterDescription, RowDescription,
+};
+use pgwire::messages::extendedquery::{
+    BindComplete, CloseComplete, ParseComplete, PortalSuspended,
+};
+use pgwire::messages::response::{
+    CommandComplete, EmptyQueryResponse, ErrorResponse, NoticeResponse, ReadyForQuery,
+    TransactionStatus,
+};
+use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// How a session authenticates its clients.
+#[derive(Clone)]
+pub struct AuthConfig {
+    pub insecure: bool,
+    pub users: Arc<UserStore>,
+    pub mock: MockAuthSecret,
+}
+
+enum State {
+    Startup,
+    SaslInitial {
+        user: String,
+    },
+    SaslContinue {
+        user: String,
+        exchange: Box<ServerExchange>,
+    },
+    Ready,
+    Closed,
+}
+
+/// Whether the connection stays open after what was fed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Open,
+    Close,
+}
+
+struct Prepared {
+    stmt: Option<Statement>,
+    declared: Vec<DataType>,
+}
+
+struct Portal {
+    stmt: Option<Statement>,
+    params: Vec<Value>,
+    types: Vec<DataType>,
+    formats: Vec<i16>,
+    fields: Option<Vec<Field>>,
+    /// Rows not yet sent by an Execute with a row limit, and the command tag.
+    pending: Option<(std::vec::IntoIter<Vec<Value>>, String)>,
+}
+
+pub struct PgSession<K: Kv> {
+    engine: Rc<Engine<K>>,
+    auth: AuthConfig,
+    state: State,
+    input: BytesMut,
+    output: BytesMut,
+    statements: HashMap<String, Prepared>,
+    portals: HashMap<String, Portal>,
+    /// After an error in extended query, messages are discarded until Sync.
+    skip_until_sync: bool,
+    backend_pid: i32,
+}
+
+impl<K: Kv> PgSession<K> {
+    pub fn new(engine: Rc<Engine<K>>, auth: AuthConfig, backend_pid: i32) -> PgSession<K> {
+        PgSession {
+            engine,
+            auth,
+            state: State::Startup,
+            input: BytesMut::new(),
+            output: BytesMut::new(),
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            skip_until_sync: false,
+            backend_pid,
+        }
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        matches!(self.state, State::Ready)
+    }
+
+    /// Bytes to send to the client.
+    pub fn take_output(&mut self) -> BytesMut {
+        self.output.split()
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.output.len()
+    }
+
+    /// Consumes client bytes and runs every complete message among them.
+    pub async fn feed(&mut self, bytes: &[u8]) -> Flow {
+        self.input.extend_from_slice(bytes);
+        loop {
+            let step = match self.state {
+                State::Closed => return Flow::Close,
+                State::Startup => self.startup_step(),
+                _ => match frame::next_message(&mut self.input) {
+                    Ok(Some((tag, msg))) => self.on_message(tag, msg).await,
+                    Ok(None) => return Flow::Open,
+                    Err(e) => self.fatal("08P01", &e.to_string()),
+                },
+            };
+            match step {
+                Some(Flow::Close) => {
+                    self.state = State::Closed;
+                    return Flow::Close;
+                }
+                Some(Flow::Open) => {}
+                None => return Flow::Open,
+            }
+        }
+    }
+
+    fn send(&mut self, m: B) {
+        // Encoding our own messages cannot fail for lengths below pgwire's limits,
+        // which every message here respects (rows are bounded by the engine).
+        if let Err(e) = m.encode(&mut self.output) {
+            tracing::warn!(error = %e, "cannot encode a PostgreSQL message");
+        }
+    }
+
+    /// None: wait for more bytes.
+    fn startup_step(&mut self) -> Option<Flow> {
+        match frame::next_startup(&mut self.input) {
+            Ok(None) => None,
+            Ok(Some(FirstPacket::SslRequest | FirstPacket::GssEncRequest)) => {
+                // TLS for this port comes later: 'N' and the client goes on in clear.
+                self.output.put_u8(b'N');
+                Some(Flow::Open)
+            }
+            Ok(Some(FirstPacket::Cancel)) => Some(Flow::Close),
+            Ok(Some(FirstPacket::Startup(s))) => {
+                let user = s.parameters.get("user").cloned().unwrap_or_default();
+                if user.is_empty() {
+                    return self.fatal(
+                        "28000",
+                        "no PostgreSQL user name specified in startup packet",
+                    );
+                }
+                if self.auth.insecure {
+                    self.authenticated(&user);
+                } else {
+                    self.send(B::Authentication(Authentication::SASL(vec![
+                        MECHANISM.to_string(),
+                    ])));
+                    self.state = State::SaslInitial { user };
+                }
+                Some(Flow::Open)
+            }
+            Err(e @ FrameError::Protocol(..)) => self.fatal("0A000", &e.to_string()),
+            Err(e) => self.fatal("08P01", &e.to_string()),
+        }
+    }
+
+    fn authenticated(&mut self, user: &str) {
+        self.send(B::Authentication(Authentication::Ok));
+        let params = [
+            ("server_version", PG_SERVER_VERSION),
+            ("server_encoding", "UTF8"),
+            ("client_encoding", "UTF8"),
+            ("DateStyle", "ISO, MDY"),
+            ("IntervalStyle", "postgres"),
+            ("TimeZone", "UTC"),
+            ("integer_datetimes", "on"),
+            ("standard_conforming_strings", "on"),
+            ("is_superuser", "off"),
+            ("session_authorization", user),
+            ("application_name", ""),
+        ];
+        for (name, value) in params {
+            self.send(B::ParameterStatus(ParameterStatus::new(
+                name.to_string(),
+                value.to_string(),
+            )));
+        }
+        self.send(B::BackendKeyData(BackendKeyData::new(
+            self.backend_pid,
+            SecretKey::I32(0),
+        )));
+        self.state = State::Ready;
+        self.ready();
+    }
+
+    fn ready(&mut self) {
+        self.send(B::ReadyForQuery(ReadyForQuery::new(
+            TransactionStatus::Idle,
+        )));
+    }
+
+    /// A FATAL error: sent, and the connection closes.
+    fn fatal(&mut self, code: &str, message: &str) -> Option<Flow> {
+        self.send(B::ErrorResponse(error_fields("FATAL", code, message)));
+        Some(Flow::Close)
+    }
+
+    fn error(&mut self, e: &SqlError) {
+        self.send(B::ErrorResponse(error_fields(
+            "ERROR",
+            e.sqlstate(),
+            &e.to_string(),
+        )));
+    }
+
+    async fn on_message(&mut self, tag: u8, mut msg: BytesMut) -> Option<Flow> {
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::SaslInitial { user } => Some(self.sasl_initial(tag, msg.split_off(5), user)),
+            State::SaslContinue { user, exchange } => {
+                Some(self.sasl_final(tag, msg.split_off(5), user, *exchange))
+            }
+            _ => {
+                self.state = State::Ready;
+                let m = match frame::decode(tag, msg) {
+                    Ok(m) => m,
+                    Err(e) => return self.fatal("08P01", &e.to_string()),
+                };
+                Some(self.on_ready_message(m).await)
+            }
+        }
+    }
+
+    fn sasl_initial(&mut self, tag: u8, body: BytesMut, user: String) -> Flow {
+        let r = (tag == b'p').then(|| frame::sasl_initial(body));
+        let Some(Ok(initial)) = r else {
+            return self
+                .fatal("08P01", "expected SASLInitialResponse")
+                .unwrap_or(Flow::Close);
+        };
+        if initial.auth_method != MECHANISM {
+            return self
+                .fatal("28000", "unsupported SASL mechanism")
+                .unwrap_or(Flow::Close);
+        }
+        let data = initial.data.unwrap_or_default();
+        let users = self.auth.users.clone();
+        let started = ServerExchange::start_as(
+            &data,
+            Some(&user),
+            |u| users.get(u).cloned(),
+            &self.auth.mock,
+        );
+        match started {
+            Ok((exchange, server_first)) => {
+                self.send(B::Authentication(Authentication::SASLContinue(
+                    server_first.into(),
+                )));
+                self.state = State::SaslContinue {
+                    user,
+                    exchange: Box::new(exchange),
+                };
+                Flow::Open
+            }
+            Err(e) => self.fatal("08P01", &e.to_string()).unwrap_or(Flow::Close),
+        }
+    }
+
+    fn sasl_final(
+        &mut self,
+        tag: u8,
+        body: BytesMut,
+        user: String,
+        exchange: ServerExchange,
+    ) -> Flow {
+        let r = (tag == b'p').then(|| frame::sasl_response(body));
+        let Some(Ok(resp)) = r else {
+            return self
+                .fatal("08P01", "expected SASLResponse")
+                .unwrap_or(Flow::Close);
+        };
+        match exchange.finish(&resp.data) {
+            Ok((_, server_final)) => {
+                self.send(B::Authentication(Authentication::SASLFinal(
+                    server_final.into(),
+                )));
+                self.authenticated(&user);
+                Flow::Open
+            }
+            Err(_) => {
+                let msg = format!("password authentication failed for user \"{user}\"");
+                self.fatal("28P01", &msg).unwrap_or(Flow::Close)
+            }
+        }
+    }
+
+    async fn on_ready_message(&mut self, m: F) -> Flow {
+        if self.skip_until_sync && m.is_extended_query() && !matches!(m, F::Sync(_)) {
+            return Flow::Open;
+        }
+        let r = match m {
+            F::Query(q) => {
+                self.simple_query(&q.query).await;
+                return Flow::Open;
+            }
+            F::Parse(p) => self.parse(p.name.unwrap_or_default(), &p.query, &p.type_oids),
+            F::Bind(b) => self.bind(b).await,
+            F::Describe(d) => {
+                self.describe(d.target_type, d.name.unwrap_or_default())
+                    .await
+            }
+            F::Execute(e) => self.execute(e.name.unwrap_or_default(), e.max_rows).await,
+            F::Close(c) => {
+                let name = c.name.unwrap_or_default();
+                match c.target_type {
+                    b'S' => self.statements.remove(&name).map(|_| ()),
+                    _ => self.portals.remove(&name).map(|_| ()),
+                };
+                self.send(B::CloseComplete(CloseComplete::new()));
+                Ok(())
+            }
+            F::Sync(_) => {
+                self.skip_until_sync = false;
+                // Every Sync ends the implicit transaction, and its portals with it.
+                self.portals.clear();
+                self.ready();
+                Ok(())
+            }
+            F::Flush(_) | F::CopyData(_) | F::CopyDone(_) | F::CopyFail(_) => Ok(()),
+            F::Terminate(_) => return Flow::Close,
+            _ => {
+                return self
+                    .fatal("08P01", "unexpected message")
+                    .unwrap_or(Flow::Close);
+            }
+        };
+        if let Err(e) = r {
+            self.error(&e);
+            self.skip_until_sync = true;
+        }
+        Flow::Open
+    }
+
+    async fn simple_query(&mut self, sql: &str) {
+        match nextdb_sql::parse(sql) {
+            Err(e) => self.error(&e),
+            Ok(stmts) if stmts.is_empty() => {
+                self.send(B::EmptyQueryResponse(EmptyQueryResponse::new()))
+            }
+            Ok(stmts) => {
+                for s in &stmts {
+                    match self.engine.execute(s, &[], &[]).await {
+                        Ok(o) => self.send_outcome(o, &[], true),
+                        Err(e) => {
+                            self.error(&e);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.ready();
+    }
+
+    fn row_description(&mut self, fields: &[Field], formats: &[i16]) {
+        let fds = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                FieldDescription::new(
+                    f.name.clone(),
+                    0,
+                    0,
+                    f.ty.oid(),
+                    f.ty.wire_size(),
+                    f.ty.type_modifier(),
+                    format_of(formats, i),
+                )
+            })
+            .collect();
+        self.send(B::RowDescription(RowDescription::new(fds)));
+    }
+
+    fn data_row(&mut self, row: &[Value], fields: &[Field], formats: &[i16]) {
+        let mut data = BytesMut::new();
+        for (i, (v, f)) in row.iter().zip(fields).enumerate() {
+            match wire::encode_value(v, f.ty, format_of(formats, i)) {
+                None => data.put_i32(-1),
+                Some(b) => {
+                    data.put_i32(b.len() as i32);
+                    data.put_slice(&b);
+                }
+            }
+        }
+        self.send(B::DataRow(DataRow::new(data, row.len() as i16)));
+    }
+
+    fn send_outcome(&mut self, o: Outcome, formats: &[i16], describe: bool) {
+        for n in &o.notices {
+            let fields = vec![
+                (b'S', "NOTICE".into()),
+                (b'V', "NOTICE".into()),
+                (b'C', "00000".into()),
+                (b'M', n.clone()),
+            ];
+            self.send(B::NoticeResponse(NoticeResponse::new(fields)));
+        }
+        if let Some(fields) = &o.fields {
+            if describe {
+                self.row_description(fields, formats);
+            }
+            for r in &o.rows {
+                self.data_row(r, fields, formats);
+            }
+        }
+        self.send(B::CommandComplete(CommandComplete::new(o.tag)));
+    }
+
+    fn parse(&mut self, name: String, sql: &str, oids: &[u32]) -> Result<(), SqlError> {
+        let mut stmts = nextdb_sql::parse(sql)?;
+        if stmts.len() > 1 {
+            return Err(SqlError::Syntax(
+                "cannot insert multiple commands into a prepared statement".into(),
+            ));
+        }
+        let declared = oids
+            .iter()
+            .map(|&o| {
+                DataType::from_oid(o).ok_or_else(|| {
+                    SqlError::FeatureNotSupported(format!(
+                        "parameter type with OID {o} is not supported yet"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !name.is_empty() && self.statements.contains_key(&name) {
+            return Err(SqlError::DuplicatePrepared(name));
+        }
+        if self.statements.len() >= PG_MAX_PREPARED_PER_SESSION {
+            return Err(SqlError::ProgramLimitExceeded(format!(
+                "a session may hold {PG_MAX_PREPARED_PER_SESSION} prepared statements"
+            )));
+        }
+        self.statements.insert(
+            name,
+            Prepared {
+                stmt: stmts.pop(),
+                declared,
+            },
+        );
+        self.send(B::ParseComplete(ParseComplete::new()));
+        Ok(())
+    }
+
+    async fn bind(&mut self, b: pgwire::messages::extendedquery::Bind) -> Result<(), SqlError> {
+        let sname = b.statement_name.unwrap_or_default();
+        let p = self
+            .statements
+            .get(&sname)
+            .ok_or_else(|| SqlError::UndefinedPrepared(sname.clone()))?;
+        let (stmt, declared) = (p.stmt.clone(), p.declared.clone());
+        let (types, fields) = match &stmt {
+            Some(s) => {
+                let d = self.engine.describe(s, &declared).await?;
+                (d.params, d.fields)
+            }
+            None => (Vec::new(), None),
+        };
+        if b.parameters.len() != types.len() {
+            return Err(SqlError::ProtocolViolation(format!(
+                "bind message supplies {} parameters, but prepared statement \"{sname}\" requires {}",
+                b.parameters.len(),
+                types.len()
+            )));
+        }
+        let mut params = Vec::with_capacity(types.len());
+        for (i, (v, ty)) in b.parameters.iter().zip(&types).enumerate() {
+            params.push(wire::decode_param(
+                v.as_deref(),
+                *ty,
+                format_of(&b.parameter_format_codes, i),
+            )?);
+        }
+        let pname = b.portal_name.unwrap_or_default();
+        if !pname.is_empty() && self.portals.contains_key(&pname) {
+            return Err(SqlError::DuplicatePortal(pname));
+        }
+        let formats = b.result_column_format_codes;
+        self.portals.insert(
+            pname,
+            Portal {
+                stmt,
+                params,
+                types,
+                formats,
+                fields,
+                pending: None,
+            },
+        );
+        self.send(B::BindComplete(BindComplete::new()));
+        Ok(())
+    }
+
+    async fn describe(&mut self, target: u8, name: String) -> Result<(), SqlError> {
+        if target == b'S' {
+            let p = self
+                .statements
+                .get(&name)
+                .ok_or_else(|| SqlError::UndefinedPrepared(name.clone()))?;
+            let (stmt, declared) = (p.stmt.clone(), p.declared.clone());
+            let d = match &stmt {
+                Some(s) => self.engine.describe(s, &declared).await?,
+                None => nextdb_sql::Description {
+                    params: Vec::new(),
+                    fields: None,
+                },
+            };
+            let oids = d.params.iter().map(|t| t.oid()).collect();
+            self.send(B::ParameterDescription(ParameterDescription::new(oids)));
+            match d.fields {
+                Some(f) => self.row_description(&f, &[]),
+                None => self.send(B::NoData(NoData::new())),
+            }
+            return Ok(());
+        }
+        let p = self
+            .portals
+            .get(&name)
+            .ok_or_else(|| SqlError::UndefinedPortal(name.clone()))?;
+        let (fields, formats) = (p.fields.clone(), p.formats.clone());
+        match fields {
+            Some(f) => self.row_description(&f, &formats),
+            None => self.send(B::NoData(NoData::new())),
+        }
+        Ok(())
+    }
+
+    async fn execute(&mut self, name: String, max_rows: i32) -> Result<(), SqlError> {
+        let mut portal = self
+            .portals
+            .remove(&name)
+            .ok_or_else(|| SqlError::UndefinedPortal(name.clone()))?;
+        let Some(stmt) = portal.stmt.clone() else {
+            self.send(B::EmptyQueryResponse(EmptyQueryResponse::new()));
+            return Ok(());
+        };
+        if portal.pending.is_none() {
+            let o = self
+                .engine
+                .execute(&stmt, &portal.types, &portal.params)
+                .await?;
+            for n in &o.notices {
+                let fields = vec![
+                    (b'S', "NOTICE".into()),
+                    (b'V', "NOTICE".into()),
+                    (b'C', "00000".into()),
+                    (b'M', n.clone()),
+                ];
+                self.send(B::NoticeResponse(NoticeResponse::new(fields)));
+            }
+            portal.fields = o.fields.clone().or(portal.fields);
+            portal.pending = Some((o.rows.into_iter(), o.tag));
+        }
+        let limit = if max_rows > 0 {
+            max_rows as usize
+        } else {
+            usize::MAX
+        };
+        let fields = portal.fields.clone().unwrap_or_default();
+        let mut sent = 0;
+        if let Some((rows, tag)) = &mut portal.pending {
+            while sent < limit {
+                let Some(r) = rows.next() else { break };
+                self.data_row(&r, &fields, &portal.formats);
+                sent += 1;
+            }
+            if sent == limit && rows.len() > 0 {
+                self.send(B::PortalSuspended(PortalSuspended::new()));
+                self.portals.insert(name, portal);
+                return Ok(());
+            }
+            let tag = std::mem::take(tag);
+            self.send(B::CommandComplete(CommandComplete::new(tag)));
+        }
+        portal.pending = None;
+        self.portals.insert(name, portal);
+        Ok(())
+    }
+}
+
+/// A FATAL ErrorResponse alone, for a connection refused before its session starts.
+pub fn fatal_message(code: &str, message: &str) -> BytesMut {
+    let mut out = BytesMut::new();
+    let e = B::ErrorResponse(error_fields("FATAL", code, message));
+    if e.encode(&mut out).is_err() {
+        out.clear();
+    }
+    out
+}
+
+fn error_fields(severity: &str, code: &str, message: &str) -> ErrorResponse {
+    ErrorResponse::new(vec![
+        (b'S', severity.to_string()),
+        (b'V', severity.to_string()),
+        (b'C', code.to_string()),
+        (b'M', message.to_string()),
+    ])
+}
+
+/// The format of column `i`: none given means text, one means all.
+fn format_of(formats: &[i16], i: usize) -> i16 {
+    match formats {
+        [] => 0,
+        [one] => *one,
+        many => many.get(i).copied().unwrap_or(0),
+    }
+}
