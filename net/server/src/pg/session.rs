@@ -313,7 +313,10 @@ impl<K: Kv> PgSession<K> {
                 self.simple_query(&q.query).await;
                 return Flow::Open;
             }
-            F::Parse(p) => self.parse(p.name.unwrap_or_default(), &p.query, &p.type_oids),
+            F::Parse(p) => {
+                self.parse(p.name.unwrap_or_default(), &p.query, &p.type_oids)
+                    .await
+            }
             F::Bind(b) => self.bind(b).await,
             F::Describe(d) => {
                 self.describe(d.target_type, d.name.unwrap_or_default())
@@ -426,7 +429,9 @@ impl<K: Kv> PgSession<K> {
         self.send(B::CommandComplete(CommandComplete::new(o.tag)));
     }
 
-    fn parse(&mut self, name: String, sql: &str, oids: &[u32]) -> Result<(), SqlError> {
+    /// Parse, and bind against the catalog as PostgreSQL does, so unknown tables and
+    /// columns fail here rather than at Bind.
+    async fn parse(&mut self, name: String, sql: &str, oids: &[u32]) -> Result<(), SqlError> {
         let mut stmts = nextdb_sql::parse(sql)?;
         if stmts.len() > 1 {
             return Err(SqlError::Syntax(
@@ -445,6 +450,9 @@ impl<K: Kv> PgSession<K> {
             .collect::<Result<Vec<_>, _>>()?;
         if !name.is_empty() && self.statements.contains_key(&name) {
             return Err(SqlError::DuplicatePrepared(name));
+        }
+        if let Some(s) = stmts.first() {
+            self.engine.describe(s, &declared).await?;
         }
         if self.statements.len() >= PG_MAX_PREPARED_PER_SESSION {
             return Err(SqlError::ProgramLimitExceeded(format!(
@@ -623,5 +631,250 @@ fn format_of(formats: &[i16], i: usize) -> i16 {
         [] => 0,
         [one] => *one,
         many => many.get(i).copied().unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Buf;
+    use futures_lite::future::block_on;
+    use nextdb_proto::scram::{ClientExchange, Verifier};
+    use nextdb_sql::MemKv;
+
+    fn session(insecure: bool) -> PgSession<MemKv> {
+        let mut users = UserStore::default();
+        users.set("alice", Verifier::generate("pw", 4096)).unwrap();
+        let auth = AuthConfig {
+            insecure,
+            users: Arc::new(users),
+            mock: MockAuthSecret::generate(),
+        };
+        PgSession::new(Rc::new(Engine::new(MemKv::new())), auth, 7)
+    }
+
+    fn startup(user: &str) -> Vec<u8> {
+        let body = format!("user\0{user}\0database\0postgres\0\0");
+        let mut m = ((8 + body.len()) as i32).to_be_bytes().to_vec();
+        m.extend_from_slice(&196608i32.to_be_bytes());
+        m.extend_from_slice(body.as_bytes());
+        m
+    }
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![tag];
+        m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    fn query(sql: &str) -> Vec<u8> {
+        msg(b'Q', format!("{sql}\0").as_bytes())
+    }
+
+    /// The backend messages in `out` as (type, body) pairs.
+    fn messages(mut out: BytesMut) -> Vec<(u8, Vec<u8>)> {
+        let mut v = Vec::new();
+        while out.len() >= 5 {
+            let tag = out.get_u8();
+            let len = out.get_i32() as usize - 4;
+            v.push((tag, out.split_to(len).to_vec()));
+        }
+        assert!(out.is_empty(), "a partial message in the output");
+        v
+    }
+
+    fn tags(out: BytesMut) -> String {
+        messages(out).iter().map(|(t, _)| *t as char).collect()
+    }
+
+    fn error_code(body: &[u8]) -> String {
+        let fields: Vec<&[u8]> = body.split(|&b| b == 0).collect();
+        let code = fields
+            .iter()
+            .find(|f| f.first() == Some(&b'C'))
+            .expect("no SQLSTATE");
+        String::from_utf8(code[1..].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn ssl_is_declined_and_trust_startup_reaches_ready() {
+        let mut s = session(true);
+        let mut ssl = 8i32.to_be_bytes().to_vec();
+        ssl.extend_from_slice(&frame::SSL_REQUEST_CODE.to_be_bytes());
+        assert_eq!(block_on(s.feed(&ssl)), Flow::Open);
+        assert_eq!(&s.take_output()[..], b"N");
+        // The startup packet arrives in two pieces.
+        let p = startup("anyone");
+        assert_eq!(block_on(s.feed(&p[..5])), Flow::Open);
+        assert!(s.take_output().is_empty());
+        block_on(s.feed(&p[5..]));
+        let out = tags(s.take_output());
+        assert!(out.starts_with('R') && out.ends_with("KZ"), "{out}");
+        assert!(s.is_authenticated());
+    }
+
+    #[test]
+    fn scram_authenticates_the_startup_user_and_refuses_a_wrong_password() {
+        for (password, ok) in [("pw", true), ("wrong", false)] {
+            let mut s = session(false);
+            block_on(s.feed(&startup("alice")));
+            assert_eq!(tags(s.take_output()), "R");
+            // libpq leaves SCRAM's user name empty: the startup packet names the user.
+            let (mut client, first) = ClientExchange::start("");
+            let mut body = b"SCRAM-SHA-256\0".to_vec();
+            body.extend_from_slice(&(first.len() as i32).to_be_bytes());
+            body.extend_from_slice(&first);
+            block_on(s.feed(&msg(b'p', &body)));
+            let out = messages(s.take_output());
+            let server_first = &out[0].1[4..];
+            let last = client.respond(password, server_first).unwrap();
+            let flow = block_on(s.feed(&msg(b'p', &last)));
+            let out = messages(s.take_output());
+            if ok {
+                assert_eq!(flow, Flow::Open);
+                assert_eq!(out.last().map(|m| m.0), Some(b'Z'));
+                assert!(s.is_authenticated());
+            } else {
+                assert_eq!(flow, Flow::Close);
+                assert_eq!(out[0].0, b'E');
+                assert_eq!(error_code(&out[0].1), "28P01");
+                assert!(!s.is_authenticated());
+            }
+        }
+    }
+
+    fn ready_session() -> PgSession<MemKv> {
+        let mut s = session(true);
+        block_on(s.feed(&startup("postgres")));
+        s.take_output();
+        s
+    }
+
+    #[test]
+    fn simple_query_runs_statements_in_order_and_stops_at_the_first_error() {
+        let mut s = ready_session();
+        let sql = "CREATE TABLE t (a int PRIMARY KEY); INSERT INTO t VALUES (1); SELECT a FROM t; SELECT 1/0; INSERT INTO t VALUES (2)";
+        block_on(s.feed(&query(sql)));
+        let out = messages(s.take_output());
+        let t: String = out.iter().map(|(t, _)| *t as char).collect();
+        assert_eq!(t, "CCTDCEZ");
+        assert_eq!(error_code(&out[5].1), "22012");
+        block_on(s.feed(&query("SELECT count(*) FROM t")));
+        let out = messages(s.take_output());
+        assert_eq!(
+            &out[1].1[..],
+            b"\0\x01\0\0\0\x011",
+            "the INSERT after the error never ran"
+        );
+        block_on(s.feed(&query("  ")));
+        assert_eq!(tags(s.take_output()), "IZ");
+    }
+
+    fn parse(name: &str, sql: &str, oids: &[u32]) -> Vec<u8> {
+        let mut b = format!("{name}\0{sql}\0").into_bytes();
+        b.extend_from_slice(&(oids.len() as i16).to_be_bytes());
+        for o in oids {
+            b.extend_from_slice(&o.to_be_bytes());
+        }
+        msg(b'P', &b)
+    }
+
+    fn bind(portal: &str, stmt: &str, params: &[Option<&str>]) -> Vec<u8> {
+        let mut b = format!("{portal}\0{stmt}\0").into_bytes();
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&(params.len() as i16).to_be_bytes());
+        for p in params {
+            match p {
+                Some(v) => {
+                    b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                    b.extend_from_slice(v.as_bytes());
+                }
+                None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        b.extend_from_slice(&0i16.to_be_bytes());
+        msg(b'B', &b)
+    }
+
+    fn execute(portal: &str, max_rows: i32) -> Vec<u8> {
+        let mut b = format!("{portal}\0").into_bytes();
+        b.extend_from_slice(&max_rows.to_be_bytes());
+        msg(b'E', &b)
+    }
+
+    fn sync() -> Vec<u8> {
+        msg(b'S', &[])
+    }
+
+    #[test]
+    fn extended_query_infers_parameters_and_suspends_portals() {
+        let mut s = ready_session();
+        block_on(s.feed(&query("CREATE TABLE t (a int PRIMARY KEY, b text)")));
+        s.take_output();
+        let mut batch = parse("ins", "INSERT INTO t VALUES ($1, $2)", &[]);
+        batch.extend(msg(b'D', b"Sins\0"));
+        batch.extend(bind("", "ins", &[Some("1"), Some("one")]));
+        batch.extend(execute("", 0));
+        batch.extend(bind("", "ins", &[Some("2"), None]));
+        batch.extend(execute("", 0));
+        batch.extend(sync());
+        block_on(s.feed(&batch));
+        let out = messages(s.take_output());
+        let t: String = out.iter().map(|(t, _)| *t as char).collect();
+        assert_eq!(t, "1tn2C2CZ");
+        // ParameterDescription: two parameters, int4 then text.
+        assert_eq!(out[1].1, [0, 2, 0, 0, 0, 23, 0, 0, 0, 25]);
+
+        let mut batch = parse("", "SELECT a, b FROM t WHERE a >= $1 ORDER BY a", &[]);
+        batch.extend(bind("p", "", &[Some("0")]));
+        batch.extend(msg(b'D', b"Pp\0"));
+        batch.extend(execute("p", 1));
+        batch.extend(execute("p", 1));
+        batch.extend(sync());
+        block_on(s.feed(&batch));
+        let t = tags(s.take_output());
+        assert_eq!(t, "12TDsDCZ");
+    }
+
+    #[test]
+    fn an_error_mid_batch_skips_to_sync_and_the_session_goes_on() {
+        let mut s = ready_session();
+        let mut batch = parse("", "SELECT nope", &[]);
+        batch.extend(bind("", "", &[]));
+        batch.extend(execute("", 0));
+        batch.extend(sync());
+        batch.extend(parse("", "SELECT $1::int + 1", &[]));
+        batch.extend(bind("", "", &[Some("41")]));
+        batch.extend(execute("", 0));
+        batch.extend(sync());
+        block_on(s.feed(&batch));
+        let out = messages(s.take_output());
+        let t: String = out.iter().map(|(t, _)| *t as char).collect();
+        assert_eq!(t, "EZ12DCZ");
+        assert_eq!(error_code(&out[0].1), "42703");
+        assert_eq!(&out[4].1[..], b"\0\x01\0\0\0\x0242");
+        // A bad parameter value is an error of its Bind, then skipped to Sync.
+        let mut batch = parse("", "SELECT $1::int", &[]);
+        batch.extend(bind("", "", &[Some("x")]));
+        batch.extend(execute("", 0));
+        batch.extend(sync());
+        block_on(s.feed(&batch));
+        let out = messages(s.take_output());
+        assert_eq!(
+            out.iter().map(|(t, _)| *t as char).collect::<String>(),
+            "1EZ"
+        );
+        assert_eq!(error_code(&out[1].1), "22P02");
+    }
+
+    #[test]
+    fn garbage_after_startup_closes_with_an_error() {
+        let mut s = ready_session();
+        assert_eq!(block_on(s.feed(b"\x01\0\0\0\x05x")), Flow::Close);
+        let out = messages(s.take_output());
+        assert_eq!(error_code(&out[0].1), "08P01");
+        let mut s = session(true);
+        assert_eq!(block_on(s.feed(b"\0\0\0\x04\0\0\0\0")), Flow::Close);
     }
 }
