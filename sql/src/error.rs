@@ -55,11 +55,15 @@ pub enum SqlError {
     #[error("value too long for type {0}")]
     StringTooLong(String),
     #[error("duplicate key value violates unique constraint \"{constraint}\"")]
-    UniqueViolation { constraint: String },
+    UniqueViolation { constraint: String, detail: String },
     #[error(
         "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
     )]
-    NotNullViolation { table: String, column: String },
+    NotNullViolation {
+        table: String,
+        column: String,
+        detail: String,
+    },
     #[error("{0}")]
     Grouping(String),
     #[error("{0}")]
@@ -114,6 +118,17 @@ impl SqlError {
             SqlError::OutOfMemory(_) => "53200",
             SqlError::Storage(_) => "58000",
             SqlError::Corrupt(_) => "XX001",
+        }
+    }
+}
+
+impl SqlError {
+    /// PostgreSQL's DETAIL line for the error, where it gives one.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            SqlError::UniqueViolation { detail, .. }
+            | SqlError::NotNullViolation { detail, .. } => Some(detail),
+            _ => None,
         }
     }
 }

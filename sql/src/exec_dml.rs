@@ -63,18 +63,46 @@ async fn insert_rows<K: Kv>(
 fn check_not_null(t: &TableDef, row: &[Value]) -> SqlResult<()> {
     for (c, v) in t.columns.iter().zip(row) {
         if c.not_null && *v == Value::Null {
+            let values: Vec<String> = t
+                .columns
+                .iter()
+                .zip(row)
+                .map(|(c, v)| value_text(v, c.ty))
+                .collect();
             return Err(SqlError::NotNullViolation {
                 table: t.name.clone(),
                 column: c.name.clone(),
+                detail: format!("Failing row contains ({}).", values.join(", ")),
             });
         }
     }
     Ok(())
 }
 
-fn duplicate(t: &TableDef) -> SqlError {
+/// A value as PostgreSQL's error details show it (unquoted; NULL as `null`).
+fn value_text(v: &Value, ty: types::DataType) -> String {
+    types::format_text(v, ty).unwrap_or_else(|| "null".into())
+}
+
+/// 23505 for the row `row`, naming its key as PostgreSQL's DETAIL does.
+fn duplicate(t: &TableDef, row: &[Value]) -> SqlError {
+    let cols: Vec<&str> = t
+        .primary_key
+        .iter()
+        .map(|&i| t.columns[i].name.as_str())
+        .collect();
+    let vals: Vec<String> = t
+        .primary_key
+        .iter()
+        .map(|&i| value_text(&row[i], t.columns[i].ty))
+        .collect();
     SqlError::UniqueViolation {
         constraint: t.primary_key_name(),
+        detail: format!(
+            "Key ({})=({}) already exists.",
+            cols.join(", "),
+            vals.join(", ")
+        ),
     }
 }
 
@@ -104,21 +132,21 @@ pub async fn run_insert<K: Kv>(
         check_sizes(t, &key, &value)?;
         budget.charge(key.len() + value.len())?;
         if !keys.insert(key.clone()) {
-            return Err(duplicate(t));
+            return Err(duplicate(t, row));
         }
         writes.push((key, value));
     }
     if !t.hidden_row_id {
-        for (key, _) in &writes {
+        for ((key, _), row) in writes.iter().zip(&rows) {
             if kv.get(key).await?.is_some() {
-                return Err(duplicate(t));
+                return Err(duplicate(t, row));
             }
         }
     }
-    for (key, value) in writes {
+    for ((key, value), row) in writes.into_iter().zip(&rows) {
         // Compare-and-set on absence: a concurrent insert of the same key loses here.
         if !kv.cas(key, None, Some(value)).await? {
-            return Err(duplicate(t));
+            return Err(duplicate(t, row));
         }
     }
     let returned = returning(p.returning.as_ref(), &rows, params)?;
@@ -212,11 +240,11 @@ pub async fn run_update<K: Kv>(
             kv.delete(old_key.clone()).await?;
         }
     }
-    for ((old_key, _), (new_key, value, _)) in old.iter().zip(&new_rows) {
+    for ((old_key, _), (new_key, value, row)) in old.iter().zip(&new_rows) {
         if old_key == new_key {
             kv.put(new_key.clone(), value.clone()).await?;
         } else if !kv.cas(new_key.clone(), None, Some(value.clone())).await? {
-            return Err(duplicate(t));
+            return Err(duplicate(t, row));
         }
     }
     let rows: Vec<Vec<Value>> = new_rows.into_iter().map(|(_, _, r)| r).collect();
@@ -238,14 +266,14 @@ async fn check_moved_keys<K: Kv>(
 ) -> SqlResult<()> {
     let old_keys: HashSet<&Vec<u8>> = old.iter().map(|(k, _)| k).collect();
     let mut new_keys = HashSet::with_capacity(new.len());
-    for (k, _, _) in new {
+    for (k, _, row) in new {
         if !new_keys.insert(k) {
-            return Err(duplicate(t));
+            return Err(duplicate(t, row));
         }
     }
-    for ((old_key, _), (new_key, _, _)) in old.iter().zip(new) {
+    for ((old_key, _), (new_key, _, row)) in old.iter().zip(new) {
         if old_key != new_key && !old_keys.contains(new_key) && kv.get(new_key).await?.is_some() {
-            return Err(duplicate(t));
+            return Err(duplicate(t, row));
         }
     }
     Ok(())

@@ -29,7 +29,15 @@ pub fn plan_insert(i: &ast::Insert, catalog: &Catalog, params: &[DataType]) -> P
         return unsupported("INSERT into a table function");
     };
     let table = catalog.table(&object_name(name)?)?;
-    let targets = insert_targets(&table, &i.columns)?;
+    let mut targets = insert_targets(&table, &i.columns)?;
+    // Without a column list, VALUES rows may name fewer columns than the table has:
+    // the first ones, the rest take their defaults.
+    if let (true, Some(q)) = (i.columns.is_empty(), &i.source) {
+        if let ast::SetExpr::Values(v) = q.body.as_ref() {
+            let widest = v.rows.iter().map(|r| r.len()).max().unwrap_or(0);
+            targets.truncate(widest.max(1));
+        }
+    }
     let mut b = Binder::new(None, params);
     let source = match &i.source {
         Some(q) => insert_source(q, &table, &targets, catalog, &mut b)?,

@@ -217,11 +217,11 @@ impl<K: Kv> PgSession<K> {
     }
 
     fn error(&mut self, e: &SqlError) {
-        self.send(B::ErrorResponse(error_fields(
-            "ERROR",
-            e.sqlstate(),
-            &e.to_string(),
-        )));
+        let mut fields = error_fields("ERROR", e.sqlstate(), &e.to_string());
+        if let Some(d) = e.detail() {
+            fields.fields.push((b'D', d.to_string()));
+        }
+        self.send(B::ErrorResponse(fields));
     }
 
     async fn on_message(&mut self, tag: u8, mut msg: BytesMut) -> Option<Flow> {
