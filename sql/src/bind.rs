@@ -190,11 +190,10 @@ impl Binder {
             Some(q) => format!("{}.{col}", ident(q)),
             None => col.clone(),
         };
-        if let Some(q) = qualifier {
-            if self.qualifier.as_deref() != Some(ident(q).as_str()) {
+        if let Some(q) = qualifier
+            && self.qualifier.as_deref() != Some(ident(q).as_str()) {
                 return Err(SqlError::MissingFromEntry(ident(q)));
             }
-        }
         let t = self
             .table
             .as_ref()
@@ -262,11 +261,10 @@ impl Binder {
 
     /// An explicit cast; constants are cast now, so a bad literal fails at once.
     pub fn cast(&mut self, e: Expr, to: DataType) -> SqlResult<Expr> {
-        if e.ty == DataType::Unknown {
-            if let Kind::Param(_) = e.kind {
+        if e.ty == DataType::Unknown
+            && let Kind::Param(_) = e.kind {
                 return self.coerce(e, to);
             }
-        }
         if let Kind::Const(v) = &e.kind {
             return Ok(Expr::constant(types::cast(v.clone(), e.ty, to)?, to));
         }
@@ -364,8 +362,8 @@ impl Binder {
             return Ok((a, b, DataType::Bool));
         }
         if bop == BinOp::Concat {
-            let a = self.to_text(a)?;
-            let b = self.to_text(b)?;
+            let a = self.text_operand(a)?;
+            let b = self.text_operand(b)?;
             return Ok((a, b, DataType::Text));
         }
         let (a, b) = self.unify_pair(a, b)?;
@@ -390,7 +388,7 @@ impl Binder {
         Ok((a, b, if arithmetic { common } else { DataType::Bool }))
     }
 
-    fn to_text(&mut self, e: Expr) -> SqlResult<Expr> {
+    fn text_operand(&mut self, e: Expr) -> SqlResult<Expr> {
         match e.ty {
             DataType::Unknown => self.coerce(e, DataType::Text),
             t if t.is_string() => Ok(e),

@@ -346,11 +346,10 @@ fn grouped(p: &SelectPlan, rows: &[Vec<Value>], params: &[Value]) -> SqlResult<P
             params,
             aggs: &aggs,
         };
-        if let Some(h) = &p.having {
-            if h.eval(&having)? != Value::Bool(true) {
+        if let Some(h) = &p.having
+            && h.eval(&having)? != Value::Bool(true) {
                 continue;
             }
-        }
         out.push(project(p, &g.first, &aggs, params)?);
     }
     Ok(out)
@@ -379,11 +378,10 @@ fn update(acc: &mut Acc, c: &AggCall, v: Option<Value>) -> SqlResult<()> {
         Some(Value::Null) => return Ok(()),
         Some(v) => v,
     };
-    if let Some(seen) = &mut acc.seen {
-        if !seen.insert(row_hash_key(std::slice::from_ref(&v))) {
+    if let Some(seen) = &mut acc.seen
+        && !seen.insert(row_hash_key(std::slice::from_ref(&v))) {
             return Ok(());
         }
-    }
     match (&mut acc.value, v) {
         (AccValue::Count(n), _) => *n += 1,
         (AccValue::Sum(s), v) => {
