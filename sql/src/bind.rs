@@ -117,14 +117,14 @@ impl Binder {
             E::Nested(inner) => self.bind(inner),
             E::UnaryOp { op, expr } => self.unary(*op, expr),
             E::BinaryOp { left, op, right } => self.binary(op, left, right),
-            E::IsNull(x) => Ok(self.is_null(x, false)?),
-            E::IsNotNull(x) => Ok(self.is_null(x, true)?),
-            E::IsTrue(x) => self.is_bool(x, true, false),
-            E::IsNotTrue(x) => self.is_bool(x, true, true),
-            E::IsFalse(x) => self.is_bool(x, false, false),
-            E::IsNotFalse(x) => self.is_bool(x, false, true),
-            E::IsDistinctFrom(a, b) => self.is_distinct(a, b, false),
-            E::IsNotDistinctFrom(a, b) => self.is_distinct(a, b, true),
+            E::IsNull(_)
+            | E::IsNotNull(_)
+            | E::IsTrue(_)
+            | E::IsNotTrue(_)
+            | E::IsFalse(_)
+            | E::IsNotFalse(_)
+            | E::IsDistinctFrom(..)
+            | E::IsNotDistinctFrom(..) => self.is_test(e),
             E::Cast {
                 expr,
                 data_type,
@@ -152,19 +152,7 @@ impl Binder {
                 negated,
                 low,
                 high,
-            } => {
-                let ge = self.binary(&ast::BinaryOperator::GtEq, expr, low)?;
-                let le = self.binary(&ast::BinaryOperator::LtEq, expr, high)?;
-                let both = Expr::new(
-                    Kind::Binary(BinOp::And, Box::new(ge), Box::new(le)),
-                    DataType::Bool,
-                );
-                Ok(if *negated {
-                    Expr::new(Kind::Not(Box::new(both)), DataType::Bool)
-                } else {
-                    both
-                })
-            }
+            } => self.between(expr, low, high, *negated),
             E::Like {
                 negated,
                 expr,
@@ -184,6 +172,43 @@ impl Binder {
         }
     }
 
+    /// `x [NOT] BETWEEN low AND high` as `x >= low AND x <= high`.
+    fn between(
+        &mut self,
+        x: &ast::Expr,
+        low: &ast::Expr,
+        high: &ast::Expr,
+        negated: bool,
+    ) -> SqlResult<Expr> {
+        let ge = self.binary(&ast::BinaryOperator::GtEq, x, low)?;
+        let le = self.binary(&ast::BinaryOperator::LtEq, x, high)?;
+        let both = Expr::new(
+            Kind::Binary(BinOp::And, Box::new(ge), Box::new(le)),
+            DataType::Bool,
+        );
+        Ok(if negated {
+            Expr::new(Kind::Not(Box::new(both)), DataType::Bool)
+        } else {
+            both
+        })
+    }
+
+    /// The `IS ...` family of predicates.
+    fn is_test(&mut self, e: &ast::Expr) -> SqlResult<Expr> {
+        use ast::Expr as E;
+        match e {
+            E::IsNull(x) => self.is_null(x, false),
+            E::IsNotNull(x) => self.is_null(x, true),
+            E::IsTrue(x) => self.is_bool(x, true, false),
+            E::IsNotTrue(x) => self.is_bool(x, true, true),
+            E::IsFalse(x) => self.is_bool(x, false, false),
+            E::IsNotFalse(x) => self.is_bool(x, false, true),
+            E::IsDistinctFrom(a, b) => self.is_distinct(a, b, false),
+            E::IsNotDistinctFrom(a, b) => self.is_distinct(a, b, true),
+            other => unsupported(format!("expression {other}")),
+        }
+    }
+
     fn column(&self, qualifier: Option<&ast::Ident>, name: &ast::Ident) -> SqlResult<Expr> {
         let col = ident(name);
         let full = match qualifier {
@@ -191,9 +216,10 @@ impl Binder {
             None => col.clone(),
         };
         if let Some(q) = qualifier
-            && self.qualifier.as_deref() != Some(ident(q).as_str()) {
-                return Err(SqlError::MissingFromEntry(ident(q)));
-            }
+            && self.qualifier.as_deref() != Some(ident(q).as_str())
+        {
+            return Err(SqlError::MissingFromEntry(ident(q)));
+        }
         let t = self
             .table
             .as_ref()
@@ -262,9 +288,10 @@ impl Binder {
     /// An explicit cast; constants are cast now, so a bad literal fails at once.
     pub fn cast(&mut self, e: Expr, to: DataType) -> SqlResult<Expr> {
         if e.ty == DataType::Unknown
-            && let Kind::Param(_) = e.kind {
-                return self.coerce(e, to);
-            }
+            && let Kind::Param(_) = e.kind
+        {
+            return self.coerce(e, to);
+        }
         if let Kind::Const(v) = &e.kind {
             return Ok(Expr::constant(types::cast(v.clone(), e.ty, to)?, to));
         }

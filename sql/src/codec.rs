@@ -461,9 +461,7 @@ mod tests {
         let a = row_key(&t, &[Value::Text("a".into()), Value::Int(9)]).unwrap();
         let b = row_key(&t, &[Value::Text("ab".into()), Value::Int(1)]).unwrap();
         assert!(a < b);
-        assert!(
-            row_key(&t, &[Value::Float(-0.0), Value::Int(1)]).is_ok()
-        );
+        assert!(row_key(&t, &[Value::Float(-0.0), Value::Int(1)]).is_ok());
     }
 
     #[test]

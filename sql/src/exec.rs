@@ -347,9 +347,10 @@ fn grouped(p: &SelectPlan, rows: &[Vec<Value>], params: &[Value]) -> SqlResult<P
             aggs: &aggs,
         };
         if let Some(h) = &p.having
-            && h.eval(&having)? != Value::Bool(true) {
-                continue;
-            }
+            && h.eval(&having)? != Value::Bool(true)
+        {
+            continue;
+        }
         out.push(project(p, &g.first, &aggs, params)?);
     }
     Ok(out)
@@ -379,9 +380,10 @@ fn update(acc: &mut Acc, c: &AggCall, v: Option<Value>) -> SqlResult<()> {
         Some(v) => v,
     };
     if let Some(seen) = &mut acc.seen
-        && !seen.insert(row_hash_key(std::slice::from_ref(&v))) {
-            return Ok(());
-        }
+        && !seen.insert(row_hash_key(std::slice::from_ref(&v)))
+    {
+        return Ok(());
+    }
     match (&mut acc.value, v) {
         (AccValue::Count(n), _) => *n += 1,
         (AccValue::Sum(s), v) => {

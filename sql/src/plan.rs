@@ -676,11 +676,36 @@ fn plan_create(c: &ast::CreateTable) -> SqlResult<Plan> {
         }
         columns.push(col);
     }
+    table_constraints(c, &name, &columns, &mut primary_key)?;
+    for &i in &primary_key {
+        columns[i].not_null = true;
+    }
+    let hidden_row_id = primary_key.is_empty();
+    let table = TableDef {
+        id: 0,
+        name,
+        columns,
+        primary_key,
+        hidden_row_id,
+    };
+    Ok(Plan::CreateTable {
+        table,
+        if_not_exists: c.if_not_exists,
+    })
+}
+
+/// Table constraints of CREATE TABLE: a PRIMARY KEY (columns) clause.
+fn table_constraints(
+    c: &ast::CreateTable,
+    name: &str,
+    columns: &[Column],
+    primary_key: &mut Vec<usize>,
+) -> SqlResult<()> {
     for con in &c.constraints {
         match con {
             ast::TableConstraint::PrimaryKey(pk) => {
                 if !primary_key.is_empty() {
-                    return Err(multiple_pk(&name));
+                    return Err(multiple_pk(name));
                 }
                 for ic in &pk.columns {
                     let ast::Expr::Identifier(i) = &ic.column.expr else {
@@ -698,21 +723,7 @@ fn plan_create(c: &ast::CreateTable) -> SqlResult<Plan> {
             other => return unsupported(format!("table constraint {other}")),
         }
     }
-    for &i in &primary_key {
-        columns[i].not_null = true;
-    }
-    let hidden_row_id = primary_key.is_empty();
-    let table = TableDef {
-        id: 0,
-        name,
-        columns,
-        primary_key,
-        hidden_row_id,
-    };
-    Ok(Plan::CreateTable {
-        table,
-        if_not_exists: c.if_not_exists,
-    })
+    Ok(())
 }
 
 fn multiple_pk(table: &str) -> SqlError {

@@ -33,10 +33,11 @@ pub fn plan_insert(i: &ast::Insert, catalog: &Catalog, params: &[DataType]) -> P
     // Without a column list, VALUES rows may name fewer columns than the table has:
     // the first ones, the rest take their defaults.
     if let (true, Some(q)) = (i.columns.is_empty(), &i.source)
-        && let ast::SetExpr::Values(v) = q.body.as_ref() {
-            let widest = v.rows.iter().map(|r| r.len()).max().unwrap_or(0);
-            targets.truncate(widest.max(1));
-        }
+        && let ast::SetExpr::Values(v) = q.body.as_ref()
+    {
+        let widest = v.rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        targets.truncate(widest.max(1));
+    }
     let mut b = Binder::new(None, params);
     let source = match &i.source {
         Some(q) => insert_source(q, &table, &targets, catalog, &mut b)?,
@@ -49,11 +50,12 @@ pub fn plan_insert(i: &ast::Insert, catalog: &Catalog, params: &[DataType]) -> P
         InsertSource::Select(p) => p.fields.iter().map(|f| f.ty).collect(),
     };
     if let InsertSource::Select(p) = &source
-        && p.fields.len() > targets.len() {
-            return Err(SqlError::Syntax(
-                "INSERT has more expressions than target columns".into(),
-            ));
-        }
+        && p.fields.len() > targets.len()
+    {
+        return Err(SqlError::Syntax(
+            "INSERT has more expressions than target columns".into(),
+        ));
+    }
     let defaults = defaults(&table)?;
     let returning = returning(i.returning.as_deref(), &table, &mut b)?;
     let plan = InsertPlan {
