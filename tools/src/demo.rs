@@ -34,9 +34,17 @@ pub fn run(dir: PathBuf, records: u64) -> i32 {
             return 1;
         }
     };
+    let pg_listen = match free_loopback() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("nextdb: {e}");
+            return 1;
+        }
+    };
     let settings = Settings {
         data_dir: dir.clone(),
         listen,
+        pg_listen,
         shards: available_cores(),
         sync: SyncMode::Fsync,
         insecure: true,

@@ -1,4 +1,5 @@
-//! `nextdb serve`: a node with one shard per core and the native protocol on every one.
+//! `nextdb serve`: a node with one shard per core, and the native protocol and the
+//! PostgreSQL protocol on every one.
 //!
 //! Settings come from flags, then `NEXTDB_*` environment variables, then a TOML file
 //! (`--config`), then defaults; the resolved settings are printed at start.
@@ -28,6 +29,9 @@ pub struct ServeArgs {
     /// Address of the native protocol, bound on every core (SO_REUSEPORT).
     #[arg(long, env = "NEXTDB_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Address of the PostgreSQL protocol, bound on every core (SO_REUSEPORT).
+    #[arg(long, env = "NEXTDB_PG_LISTEN")]
+    pub pg_listen: Option<SocketAddr>,
     /// Shards (one executor per core). Default: every core. Fixed once data exists.
     #[arg(long, env = "NEXTDB_SHARDS")]
     pub shards: Option<usize>,
@@ -70,6 +74,7 @@ pub struct ServeArgs {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    pg_listen: Option<SocketAddr>,
     shards: Option<usize>,
     sync: Option<String>,
     insecure: Option<bool>,
@@ -88,6 +93,7 @@ struct FileConfig {
 pub struct Settings {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    pub pg_listen: SocketAddr,
     pub shards: usize,
     pub sync: SyncMode,
     pub insecure: bool,
@@ -128,12 +134,19 @@ impl ServeArgs {
                 .parse()
                 .map_err(|e| format!("default listen address: {e}"))?,
         };
+        let pg_listen = match (self.pg_listen, file.pg_listen) {
+            (Some(a), _) | (None, Some(a)) => a,
+            (None, None) => nextdb_net::config::PG_DEFAULT_LISTEN
+                .parse()
+                .map_err(|e| format!("default PostgreSQL address: {e}"))?,
+        };
         let s = Settings {
             data_dir: self
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             listen,
+            pg_listen,
             shards: self.shards.or(file.shards).unwrap_or_else(available_cores),
             sync,
             insecure: flag(self.insecure).or(file.insecure).unwrap_or(false),
@@ -233,6 +246,7 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     println!("nextdb {} starting", env!("CARGO_PKG_VERSION"));
     println!("  data_dir                  = {}", s.data_dir.display());
     println!("  listen                    = {}", s.listen);
+    println!("  pg_listen                 = {}", s.pg_listen);
     println!(
         "  shards                    = {}{}",
         s.shards,
@@ -293,10 +307,11 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     server.max_connections_per_shard = s.max_connections_per_shard;
     server.tls = tls;
     server.mock_auth = mock_auth;
+    server.pg_listen = Some(s.pg_listen);
     let server = Arc::new(server);
     let result = Node::run(node, shutdown, move |ctx| {
         let server = server.clone();
-        async move { nextdb_net::serve(ctx, server).await }
+        async move { nextdb_net::pg::serve_all(ctx, server).await }
     });
     match result {
         Ok(()) => {

@@ -237,12 +237,24 @@ impl ServerExchange {
         lookup: impl Fn(&str) -> Option<Verifier>,
         mock: &MockAuthSecret,
     ) -> Result<(ServerExchange, Vec<u8>), ScramError> {
+        Self::start_as(client_first, None, lookup, mock)
+    }
+
+    /// As [`ServerExchange::start`], for `user` when given: PostgreSQL clients name
+    /// the user in the startup message and leave SCRAM's `n=` empty.
+    pub fn start_as(
+        client_first: &[u8],
+        user: Option<&str>,
+        lookup: impl Fn(&str) -> Option<Verifier>,
+        mock: &MockAuthSecret,
+    ) -> Result<(ServerExchange, Vec<u8>), ScramError> {
         let msg = utf8(client_first)?;
         let bare = msg
             .strip_prefix(GS2_HEADER)
             .ok_or(ScramError::Malformed("only gs2 header n,, is supported"))?;
         let parts: Vec<&str> = bare.split(',').collect();
-        let user = decode_saslname(attr(&parts, 0, 'n')?)?;
+        let named = decode_saslname(attr(&parts, 0, 'n')?)?;
+        let user = user.map_or(named, str::to_owned);
         let client_nonce = attr(&parts, 1, 'r')?;
         if client_nonce.is_empty() || client_nonce.contains(',') {
             return Err(ScramError::Malformed("bad nonce"));

@@ -33,6 +33,20 @@ pub const READ_BUFFER_INITIAL_BYTES: usize = 4096;
 pub const READ_BUFFER_KEEP_BYTES: usize = 64 << 10;
 /// Time in-flight requests get to finish at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// PostgreSQL protocol: bytes of a startup packet (PostgreSQL allows 10,000).
+pub const PG_MAX_STARTUP_BYTES: usize = 10_000;
+/// PostgreSQL protocol: bytes of one client message (type byte and length word
+/// included). Larger messages are refused and the connection closed.
+pub const PG_MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// PostgreSQL protocol: bytes read from the socket at once.
+pub const PG_READ_CHUNK_BYTES: usize = 16 << 10;
+/// PostgreSQL protocol: prepared statements and portals one session may hold.
+pub const PG_MAX_PREPARED_PER_SESSION: usize = 10_000;
+/// PostgreSQL protocol: the version reported in `server_version` (the dialect and
+/// protocol behaviour NextDB follows).
+pub const PG_SERVER_VERSION: &str = "15.0";
+/// Default address of the PostgreSQL protocol listener.
+pub const PG_DEFAULT_LISTEN: &str = "127.0.0.1:5433";
 /// Name the server reports in HELLO.
 pub const SERVER_NAME: &str = concat!("nextdb ", env!("CARGO_PKG_VERSION"));
 
@@ -49,6 +63,8 @@ pub struct ServerConfig {
     pub max_connections_per_shard: usize,
     /// TLS on the native port (None: plain TCP).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Address of the PostgreSQL protocol listener (None: not served).
+    pub pg_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -61,6 +77,7 @@ impl ServerConfig {
             max_frame_bytes: nextdb_proto::limits::MAX_FRAME_BYTES,
             max_connections_per_shard: MAX_CONNECTIONS_PER_SHARD,
             tls: None,
+            pg_listen: None,
         }
     }
 }

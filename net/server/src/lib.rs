@@ -1,5 +1,5 @@
-//! `nextdb-net`: network services of a node. Today the native protocol v1 server
-//! (`docs/protocol.md`); pgwire and HTTP follow. Everything here runs on a shard's
+//! `nextdb-net`: network services of a node: the native protocol v1 server
+//! (`docs/protocol.md`) and the PostgreSQL wire protocol (`pg`); HTTP follows. Everything here runs on a shard's
 //! glommio executor and is owned by that core.
 
 pub mod auth_secret;
@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod file_error;
 pub mod frames;
 pub mod handshake;
+pub mod pg;
 pub mod server;
 pub mod tls;
 pub mod users;

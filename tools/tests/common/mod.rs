@@ -88,6 +88,11 @@ impl Server {
         if opts.insecure {
             cmd.arg("--insecure");
         }
+        // Each test node gets its own PostgreSQL port rather than sharing the default.
+        if !opts.extra.iter().any(|a| a == "--pg-listen") {
+            cmd.arg("--pg-listen")
+                .arg(format!("127.0.0.1:{}", free_port()));
+        }
         cmd
     }
 

@@ -1,0 +1,18 @@
+CREATE TABLE users (id int PRIMARY KEY, name text NOT NULL, score float8, team varchar(10) DEFAULT 'none');
+INSERT INTO users (id, name, score) VALUES (1, 'ada', 9.5), (2, 'bob', NULL), (3, 'cy', 7.25);
+INSERT INTO users VALUES (4, 'dee', 8, 'red') RETURNING id, upper(name) AS shout;
+SELECT * FROM users ORDER BY id;
+SELECT name FROM users WHERE id = 2;
+SELECT team, count(*), max(score) FROM users GROUP BY team ORDER BY team;
+UPDATE users SET score = score + 1 WHERE score > 8;
+DELETE FROM users WHERE id = 3;
+SELECT id, name, score FROM users WHERE score IS NOT NULL ORDER BY score DESC LIMIT 1;
+SELECT count(*), sum(id), avg(score) FROM users;
+INSERT INTO users VALUES (1, 'dup', 0);
+INSERT INTO users (id) VALUES (9);
+SELECT 2147483647 + 1;
+SELECT 1/0;
+SELECT 1; SELECT 2;
+SELECT NULL::int IS NULL AS is_null, 'a' || 'b' AS cat, 7 / 2 AS div, 0.1::float8 + 0.2::float8 AS sum;
+DROP TABLE users;
+DROP TABLE IF EXISTS users;
