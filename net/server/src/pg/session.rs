@@ -408,8 +408,9 @@ impl<K: Kv> PgSession<K> {
         self.send(B::DataRow(DataRow::new(data, row.len() as i16)));
     }
 
-    fn send_outcome(&mut self, o: Outcome, formats: &[i16], describe: bool) {
-        for n in &o.notices {
+    /// One NoticeResponse per notice a statement raised (simple and extended query).
+    fn send_notices(&mut self, notices: &[String]) {
+        for n in notices {
             let fields = vec![
                 (b'S', "NOTICE".into()),
                 (b'V', "NOTICE".into()),
@@ -418,6 +419,10 @@ impl<K: Kv> PgSession<K> {
             ];
             self.send(B::NoticeResponse(NoticeResponse::new(fields)));
         }
+    }
+
+    fn send_outcome(&mut self, o: Outcome, formats: &[i16], describe: bool) {
+        self.send_notices(&o.notices);
         if let Some(fields) = &o.fields {
             if describe {
                 self.row_description(fields, formats);
@@ -567,15 +572,7 @@ impl<K: Kv> PgSession<K> {
                 .engine
                 .execute(&stmt, &portal.types, &portal.params)
                 .await?;
-            for n in &o.notices {
-                let fields = vec![
-                    (b'S', "NOTICE".into()),
-                    (b'V', "NOTICE".into()),
-                    (b'C', "00000".into()),
-                    (b'M', n.clone()),
-                ];
-                self.send(B::NoticeResponse(NoticeResponse::new(fields)));
-            }
+            self.send_notices(&o.notices);
             portal.fields = o.fields.clone().or(portal.fields);
             portal.pending = Some((o.rows.into_iter(), o.tag));
         }
