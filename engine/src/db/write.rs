@@ -347,11 +347,13 @@ impl<F: FileSystem> Db<F> {
             };
             if imm_full || l0 >= self.cfg.l0_stop_trigger {
                 if !self.background_running.get() {
-                    // Nobody else will make room: do the work inline.
+                    // Nobody else will make room: do the work inline. Boxed: a flush's
+                    // or compaction's state is kilobytes, and inline it would make every
+                    // write's future (boxed per request by the server) that large.
                     if !self.st.borrow().imm.is_empty() {
-                        self.flush_one().await?;
+                        Box::pin(self.flush_one()).await?;
                     } else {
-                        self.compact_once().await?;
+                        Box::pin(self.compact_once()).await?;
                     }
                     continue;
                 }

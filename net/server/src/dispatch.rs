@@ -65,8 +65,10 @@ pub async fn execute(ctx: Rc<ShardContext>, _session: &Session, req: Request) ->
             end,
             limit,
             token,
-        } => scan(&ctx, start, end, limit, token).await,
-        Request::Batch { atomic, ops } => batch(&ctx, atomic, ops).await,
+            // Boxed: their futures are kilobytes, and inline they would make every GET's
+            // future (which the connection boxes per request) as large.
+        } => Box::pin(scan(&ctx, start, end, limit, token)).await,
+        Request::Batch { atomic, ops } => Box::pin(batch(&ctx, atomic, ops)).await,
         Request::Stats => match ctx.stats_json().await {
             Ok(json) => Response::Stats { json },
             Err(e) => shard_error(e),

@@ -159,6 +159,11 @@ impl<F: FileSystem> Replica<F> {
         self.drive_until(|r| r.serving.get(), Leads::Detached).await
     }
 
+    /// Whether the replica serves now (`wait_serving` would return at once).
+    pub fn serving(&self) -> bool {
+        self.serving.get()
+    }
+
     fn check_failed(&self) -> Result<(), RaftError> {
         match &*self.failed.borrow() {
             Some(e) => Err(e.clone()),

@@ -92,6 +92,10 @@ bitflags::bitflags! {
         const CQSIZE    = 1 << 3;
         const CLAMP     = 1 << 4;
         const ATTACH_WQ = 1 << 5;
+        /// Linux 5.19: completions that need the submitting task's context wait for its
+        /// next entry into the kernel instead of interrupting it with an IPI while it
+        /// runs in user space (NextDB patch, see PATCHES.md).
+        const COOP_TASKRUN = 1 << 8;
     }
 }
 

@@ -895,6 +895,23 @@ struct SleepableRing {
     in_kernel: usize,
 }
 
+/// The main ring: its completions (socket readiness, file I/O) never interrupt this
+/// thread with an IPI while it runs in user space. Each executor thread owns its rings
+/// and enters the kernel constantly (submissions, socket syscalls, parking), and every
+/// entry runs the pending completion work; a thread parked in `io_uring_enter` is
+/// still woken. Kernels before 5.19 refuse the flag with
+/// EINVAL: then the ring is made as upstream makes it. (NextDB patch, PATCHES.md.)
+fn new_cooperative_ring(size: usize) -> io::Result<iou::IoUring> {
+    match iou::IoUring::new_with_flags(
+        size as _,
+        iou::SetupFlags::COOP_TASKRUN,
+        iou::SetupFeatures::empty(),
+    ) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => iou::IoUring::new(size as _),
+        r => r,
+    }
+}
+
 impl SleepableRing {
     fn new(
         size: usize,
@@ -904,7 +921,13 @@ impl SleepableRing {
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
         Ok(SleepableRing {
-            ring: iou::IoUring::new(size as _)?,
+            // The latency ring keeps upstream's behaviour: the preemption timer's
+            // completion must interrupt a task that computes without syscalls.
+            ring: if name == "main" {
+                new_cooperative_ring(size)?
+            } else {
+                iou::IoUring::new(size as _)?
+            },
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
