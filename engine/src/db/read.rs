@@ -10,7 +10,7 @@ use crate::config::NUM_LEVELS;
 use crate::fs::FileSystem;
 use crate::iter::{DbIter, LevelIter, MergingIter, ReadOptions, Source};
 use crate::keys;
-use crate::sst::TableIter;
+use crate::sst::{TableIter, bloom};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -132,22 +132,21 @@ impl<F: FileSystem> Db<F> {
             (st.version.clone(), ts)
         };
         let seek = keys::internal_key(key, ts);
+        // One filter hash for every table probed.
+        let hash = bloom::key_hash(key);
         for f in &version.levels[0] {
             if !f.overlaps(Some(key), Some(key)) {
                 continue;
             }
-            if let Some((ik, v)) = f.table.get(&seek).await?
-                && keys::user_key(&ik) == key
-            {
-                return Ok(map(&v, now));
+            if let Some(hit) = f.table.lookup(&seek, hash).await? {
+                return Ok(map(hit.value(), now));
             }
         }
         for level in 1..NUM_LEVELS {
             if let Some(f) = version.find_in_level(level, &seek)
-                && let Some((ik, v)) = f.table.get(&seek).await?
-                && keys::user_key(&ik) == key
+                && let Some(hit) = f.table.lookup(&seek, hash).await?
             {
-                return Ok(map(&v, now));
+                return Ok(map(hit.value(), now));
             }
         }
         Ok(None)
