@@ -153,8 +153,10 @@ impl<F: FileSystem> Db<F> {
     }
 
     /// An iterator over live keys as of `opts.read_ts` (or the latest visible state).
+    /// Creating one allocates only its list of sources: sorted levels are ranges of
+    /// the version the iterator keeps, and nothing is read before the first seek.
     pub async fn iter(&self, opts: ReadOptions) -> Result<DbIter<F>> {
-        let (sources, ts, pin) = {
+        let (sources, ts, version) = {
             let mut st = self.st.borrow_mut();
             let ts = match opts.read_ts {
                 Some(t) => t,
@@ -162,31 +164,43 @@ impl<F: FileSystem> Db<F> {
             };
             let lo = opts.lower_bound.as_deref();
             let hi = opts.upper_bound.as_deref();
-            let mut sources: Vec<Source<F>> = Vec::new();
+            let v = st.version.clone();
+            let mut sources: Vec<Source<F>> =
+                Vec::with_capacity(1 + st.imm.len() + v.levels[0].len() + NUM_LEVELS - 1);
             sources.push(Source::Mem(st.mem.iter()));
             for m in st.imm.iter().rev() {
                 sources.push(Source::Mem(m.iter()));
             }
-            let v = st.version.clone();
             for f in &v.levels[0] {
                 if f.overlaps(lo, hi) {
                     sources.push(Source::Table(TableIter::new(f.table.clone())));
                 }
             }
             for level in 1..NUM_LEVELS {
-                let files: Vec<_> = v.levels[level]
-                    .iter()
-                    .filter(|f| f.overlaps(lo, hi))
-                    .cloned()
-                    .collect();
-                if !files.is_empty() {
-                    sources.push(Source::Level(LevelIter::new(files)));
+                let files = &v.levels[level];
+                // Sorted and disjoint: the files meeting [lo, hi] are one run.
+                let start = lo.map_or(0, |lo| {
+                    files.partition_point(|f| keys::user_key(&f.meta.largest) < lo)
+                });
+                let end = hi.map_or(files.len(), |hi| {
+                    files.partition_point(|f| keys::user_key(&f.meta.smallest) <= hi)
+                });
+                if start < end {
+                    sources.push(Source::Level(LevelIter::in_version(
+                        v.clone(),
+                        level,
+                        start..end,
+                    )));
                 }
             }
-            let pin: Box<dyn std::any::Any> = Box::new(v);
-            (sources, ts, pin)
+            (sources, ts, v)
         };
-        Ok(DbIter::new(MergingIter::new(sources), ts, opts, Some(pin)))
+        Ok(DbIter::new(
+            MergingIter::new(sources),
+            ts,
+            opts,
+            Some(version),
+        ))
     }
 
     /// Collects up to `limit` live entries of `[start, end)`, in reverse if asked.

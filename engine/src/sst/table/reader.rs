@@ -197,6 +197,20 @@ impl<R: ReadFile> Table<R> {
             .is_none_or(|f| f.may_contain_hash(hash))
     }
 
+    /// False only if the table surely holds no version of `user_key` (`hash` =
+    /// [`bloom::key_hash`] of it): outside the table's key range, or excluded by its
+    /// filter.
+    pub fn may_hold(&self, user_key: &[u8], hash: u64) -> bool {
+        let p = &self.props;
+        if p.num_entries == 0
+            || user_key < keys::user_key(&p.smallest_key)
+            || user_key > keys::user_key(&p.largest_key)
+        {
+            return false;
+        }
+        self.may_contain_hash(hash)
+    }
+
     /// [`Table::get`] without copies: the value stays in the cached block the hit
     /// holds. `user_key_hash` is [`bloom::key_hash`] of the seek key's user key,
     /// computed once by a caller that probes several tables.
