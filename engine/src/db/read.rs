@@ -10,7 +10,9 @@ use crate::config::NUM_LEVELS;
 use crate::fs::FileSystem;
 use crate::iter::{DbIter, LevelIter, MergingIter, ReadOptions, Source};
 use crate::keys;
-use crate::sst::{TableIter, bloom};
+use crate::row_cache::RowEntry;
+use crate::sst::{TableHit, TableIter, bloom};
+use crate::version::SstFile;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -131,25 +133,63 @@ impl<F: FileSystem> Db<F> {
             }
             (st.version.clone(), ts)
         };
-        let seek = keys::internal_key(key, ts);
+        let mut seek = keys::internal_key(key, ts);
         // One filter hash for every table probed.
         let hash = bloom::key_hash(key);
         for f in &version.levels[0] {
             if !f.overlaps(Some(key), Some(key)) {
                 continue;
             }
-            if let Some(hit) = f.table.lookup(&seek, hash).await? {
-                return Ok(map(hit.value(), now));
+            if let Some(found) = self.get_from_table(f, key, &mut seek, hash).await? {
+                return Ok(map(found.value(), now));
             }
         }
         for level in 1..NUM_LEVELS {
             if let Some(f) = version.find_in_level(level, &seek)
-                && let Some(hit) = f.table.lookup(&seek, hash).await?
+                && let Some(found) = self.get_from_table(f, key, &mut seek, hash).await?
             {
-                return Ok(map(hit.value(), now));
+                return Ok(map(found.value(), now));
             }
         }
         Ok(None)
+    }
+
+    /// The version of `key` one table gives a read at `seek`'s timestamp, through the
+    /// row cache. The row cache holds a table's *newest* version of a key, so on a
+    /// miss the table is read for its newest version; that answers the read unless it
+    /// is newer than the read's timestamp (a snapshot), which then reads the table at
+    /// its own timestamp.
+    async fn get_from_table(
+        &self,
+        f: &SstFile<F>,
+        key: &[u8],
+        seek: &mut [u8],
+        hash: u64,
+    ) -> Result<Option<Found>> {
+        let Some(rc) = &self.row_cache else {
+            return Ok(f.table.lookup(seek, hash).await?.map(Found::Table));
+        };
+        if !f.table.may_contain_hash(hash) {
+            return Ok(None);
+        }
+        let (number, ts) = (f.meta.number, keys::timestamp(seek));
+        if let Some(e) = rc.get(number, key, hash)
+            && e.ts <= ts
+        {
+            return Ok(Some(Found::Row(e)));
+        }
+        // The newest version: the same key at the largest timestamp, then back.
+        keys::set_timestamp(seek, keys::MAX_TS);
+        let newest = f.table.lookup(seek, hash).await;
+        keys::set_timestamp(seek, ts);
+        match newest? {
+            None => Ok(None),
+            Some(hit) if hit.ts <= ts => {
+                rc.offer(number, key, hash, hit.ts, hit.value());
+                Ok(Some(Found::Table(hit)))
+            }
+            Some(_) => Ok(f.table.lookup(seek, hash).await?.map(Found::Table)),
+        }
     }
 
     /// An iterator over live keys as of `opts.read_ts` (or the latest visible state).
@@ -269,6 +309,21 @@ impl<F: FileSystem> Db<F> {
                     it.next().await;
                 }
             }
+        }
+    }
+}
+
+/// A version a point read found in a table: from the row cache or from a block.
+enum Found {
+    Row(Rc<RowEntry>),
+    Table(TableHit),
+}
+
+impl Found {
+    fn value(&self) -> &[u8] {
+        match self {
+            Found::Row(e) => &e.value,
+            Found::Table(h) => h.value(),
         }
     }
 }
