@@ -10,29 +10,71 @@ use crate::fs::FileSystem;
 use crate::keys::{self, cmp_internal};
 use crate::memtable::MemIter;
 use crate::sst::TableIter;
-use crate::version::SstFile;
+use crate::sst::bloom;
+use crate::version::{SstFile, Version};
 use std::cmp::Ordering;
+use std::ops::Range;
 use std::rc::Rc;
+
+/// The files a [`LevelIter`] walks: a list of its own (compaction inputs), or a range
+/// of one level of a version the iterator keeps alive (reads: no copy of the level's
+/// file list per iterator).
+enum LevelFiles<F: FileSystem> {
+    Owned(Vec<Rc<SstFile<F>>>),
+    InVersion {
+        version: Rc<Version<F>>,
+        level: usize,
+        range: Range<usize>,
+    },
+}
+
+impl<F: FileSystem> LevelFiles<F> {
+    fn as_slice(&self) -> &[Rc<SstFile<F>>] {
+        match self {
+            LevelFiles::Owned(v) => v,
+            LevelFiles::InVersion {
+                version,
+                level,
+                range,
+            } => version.levels[*level].get(range.clone()).unwrap_or(&[]),
+        }
+    }
+}
 
 /// Iterates the files of one sorted level (L1+) as a single run, opening each file's
 /// iterator only when the scan reaches it.
 pub struct LevelIter<F: FileSystem> {
-    files: Vec<Rc<SstFile<F>>>,
+    files: LevelFiles<F>,
     idx: usize,
     cur: Option<TableIter<F::Reader>>,
 }
 
 impl<F: FileSystem> LevelIter<F> {
+    /// Iterates `files`, which must be sorted and disjoint.
     pub fn new(files: Vec<Rc<SstFile<F>>>) -> Self {
         LevelIter {
-            files,
+            files: LevelFiles::Owned(files),
+            idx: 0,
+            cur: None,
+        }
+    }
+
+    /// Iterates the files `range` of sorted level `level` of `version`.
+    pub fn in_version(version: Rc<Version<F>>, level: usize, range: Range<usize>) -> Self {
+        assert!(level > 0 && range.end <= version.levels[level].len());
+        LevelIter {
+            files: LevelFiles::InVersion {
+                version,
+                level,
+                range,
+            },
             idx: 0,
             cur: None,
         }
     }
 
     fn open(&mut self, idx: usize) -> bool {
-        match self.files.get(idx) {
+        match self.files.as_slice().get(idx) {
             Some(f) => {
                 self.idx = idx;
                 self.cur = Some(TableIter::new(f.table.clone()));
@@ -43,6 +85,17 @@ impl<F: FileSystem> LevelIter<F> {
                 false
             }
         }
+    }
+
+    /// False only if no file of the level can hold a version of `user_key`
+    /// (`hash` = its filter hash): no file's range covers it, or that file's filter
+    /// excludes it.
+    fn may_hold(&self, user_key: &[u8], hash: u64) -> bool {
+        let files = self.files.as_slice();
+        let i = files.partition_point(|f| keys::user_key(&f.meta.largest) < user_key);
+        files.get(i).is_some_and(|f| {
+            keys::user_key(&f.meta.smallest) <= user_key && f.table.may_contain_hash(hash)
+        })
     }
 
     fn cur_valid(&self) -> bool {
@@ -86,6 +139,7 @@ impl<F: FileSystem> LevelIter<F> {
     async fn seek(&mut self, target: &[u8]) -> Result<()> {
         let i = self
             .files
+            .as_slice()
             .partition_point(|f| cmp_internal(&f.meta.largest, target) == Ordering::Less);
         if self.open(i) {
             if let Some(c) = self.cur.as_mut() {
@@ -109,7 +163,8 @@ impl<F: FileSystem> LevelIter<F> {
     }
 
     async fn seek_to_last(&mut self) -> Result<()> {
-        if !self.files.is_empty() && self.open(self.files.len() - 1) {
+        let n = self.files.as_slice().len();
+        if n > 0 && self.open(n - 1) {
             if let Some(c) = self.cur.as_mut() {
                 c.seek_to_last().await;
                 c.status()?;
@@ -152,6 +207,16 @@ pub enum Source<F: FileSystem> {
 }
 
 impl<F: FileSystem> Source<F> {
+    /// False only if the source surely holds no version of `user_key` (`hash` = its
+    /// filter hash): the memtable's index, a table's key range and filter say so.
+    fn may_hold(&self, user_key: &[u8], hash: u64) -> bool {
+        match self {
+            Source::Mem(m) => m.table().may_contain_user_key(user_key),
+            Source::Table(x) => x.table().may_hold(user_key, hash),
+            Source::Level(l) => l.may_hold(user_key, hash),
+        }
+    }
+
     async fn seek(&mut self, t: &[u8]) -> Result<()> {
         match self {
             Source::Mem(m) => {
@@ -255,10 +320,21 @@ enum Direction {
 
 /// Merges sorted sources into one sorted stream of internal keys. The source count is
 /// small (memtables + L0 files + one per level), so a linear pick beats a heap.
+///
+/// [`MergingIter::seek_lazily`] leaves unpositioned the sources that cannot hold the
+/// target's user key (bloom-skipped files, memtables without it): every key they
+/// hold at or after the target has a larger user key, so while the smallest positioned
+/// key still has the target's user key it is the smallest of all, and a point-like
+/// seek that finds its key never reads those sources. They are sought (`settle`) as
+/// soon as the merged position moves past that user key, or on any other move.
 pub struct MergingIter<F: FileSystem> {
     sources: Vec<Source<F>>,
     current: Option<usize>,
     dir: Direction,
+    /// Bit `i`: source `i` still owes a seek to `lazy_target` (only sources 0..64 are
+    /// ever deferred).
+    lazy: u64,
+    lazy_target: Vec<u8>,
 }
 
 impl<F: FileSystem> MergingIter<F> {
@@ -267,6 +343,8 @@ impl<F: FileSystem> MergingIter<F> {
             sources,
             current: None,
             dir: Direction::Forward,
+            lazy: 0,
+            lazy_target: Vec::new(),
         }
     }
 
@@ -285,7 +363,8 @@ impl<F: FileSystem> MergingIter<F> {
     fn find_smallest(&mut self) {
         let mut best: Option<usize> = None;
         for (i, s) in self.sources.iter().enumerate() {
-            if s.valid()
+            if self.lazy & bit(i) == 0
+                && s.valid()
                 && best
                     .is_none_or(|b| cmp_internal(s.key(), self.sources[b].key()) == Ordering::Less)
             {
@@ -296,6 +375,7 @@ impl<F: FileSystem> MergingIter<F> {
     }
 
     fn find_largest(&mut self) {
+        debug_assert_eq!(self.lazy, 0, "reverse moves settle deferred seeks first");
         let mut best: Option<usize> = None;
         for (i, s) in self.sources.iter().enumerate().rev() {
             if s.valid()
@@ -309,7 +389,37 @@ impl<F: FileSystem> MergingIter<F> {
         self.current = best;
     }
 
+    /// Forward: picks the smallest positioned key, first seeking the deferred sources
+    /// if that key's user key is not the deferred target's.
+    async fn find_smallest_settled(&mut self) -> Result<()> {
+        self.find_smallest();
+        if self.lazy == 0 {
+            return Ok(());
+        }
+        let target_uk = keys::user_key(&self.lazy_target);
+        if self
+            .current
+            .is_some_and(|c| keys::user_key(self.sources[c].key()) == target_uk)
+        {
+            return Ok(());
+        }
+        self.settle().await?;
+        self.find_smallest();
+        Ok(())
+    }
+
+    /// Seeks every deferred source to the deferred target.
+    async fn settle(&mut self) -> Result<()> {
+        while self.lazy != 0 {
+            let i = self.lazy.trailing_zeros() as usize;
+            self.lazy &= !bit(i);
+            self.sources[i].seek(&self.lazy_target).await?;
+        }
+        Ok(())
+    }
+
     pub async fn seek(&mut self, target: &[u8]) -> Result<()> {
+        self.lazy = 0;
         for s in &mut self.sources {
             s.seek(target).await?;
         }
@@ -318,7 +428,27 @@ impl<F: FileSystem> MergingIter<F> {
         Ok(())
     }
 
+    /// Like [`MergingIter::seek`], but defers the sources that hold no version of the
+    /// target's user key (see the type's documentation).
+    pub async fn seek_lazily(&mut self, target: &[u8]) -> Result<()> {
+        self.lazy = 0;
+        self.lazy_target.clear();
+        self.lazy_target.extend_from_slice(target);
+        let uk = keys::user_key(target);
+        let hash = bloom::key_hash(uk);
+        for (i, s) in self.sources.iter_mut().enumerate() {
+            if i < 64 && !s.may_hold(uk, hash) {
+                self.lazy |= bit(i);
+            } else {
+                s.seek(target).await?;
+            }
+        }
+        self.dir = Direction::Forward;
+        self.find_smallest_settled().await
+    }
+
     pub async fn seek_to_first(&mut self) -> Result<()> {
+        self.lazy = 0;
         for s in &mut self.sources {
             s.seek_to_first().await?;
         }
@@ -328,6 +458,7 @@ impl<F: FileSystem> MergingIter<F> {
     }
 
     pub async fn seek_to_last(&mut self) -> Result<()> {
+        self.lazy = 0;
         for s in &mut self.sources {
             s.seek_to_last().await?;
         }
@@ -341,6 +472,7 @@ impl<F: FileSystem> MergingIter<F> {
             return Ok(());
         };
         if self.dir != Direction::Forward {
+            debug_assert_eq!(self.lazy, 0);
             // Every other source must be moved to the first entry after the current key.
             let key = self.sources[cur].key().to_vec();
             for (i, s) in self.sources.iter_mut().enumerate() {
@@ -355,8 +487,7 @@ impl<F: FileSystem> MergingIter<F> {
             self.dir = Direction::Forward;
         }
         self.sources[cur].next().await?;
-        self.find_smallest();
-        Ok(())
+        self.find_smallest_settled().await
     }
 
     pub async fn prev(&mut self) -> Result<()> {
@@ -364,7 +495,9 @@ impl<F: FileSystem> MergingIter<F> {
             return Ok(());
         };
         if self.dir != Direction::Reverse {
-            // Every other source must be moved to the last entry before the current key.
+            // Every other source must be moved to the last entry before the current key;
+            // deferred sources are among them (their seek below replaces the deferred one).
+            self.lazy = 0;
             let key = self.sources[cur].key().to_vec();
             for (i, s) in self.sources.iter_mut().enumerate() {
                 if i == cur {
@@ -383,6 +516,12 @@ impl<F: FileSystem> MergingIter<F> {
         self.find_largest();
         Ok(())
     }
+}
+
+/// The lazy mask bit of source `i` (0 for sources past the mask's 64 bits).
+#[inline]
+fn bit(i: usize) -> u64 {
+    1u64.checked_shl(i as u32).unwrap_or(0)
 }
 
 /// Options of a user-level read.
@@ -433,8 +572,8 @@ pub struct DbIter<F: FileSystem> {
     key: Vec<u8>,
     value: Vec<u8>,
     seek_buf: Vec<u8>,
-    /// Keeps the snapshot (and its timestamp's versions) alive while iterating.
-    _pin: Option<Box<dyn std::any::Any>>,
+    /// Keeps the files the iterator reads alive while iterating.
+    _version: Option<Rc<Version<F>>>,
 }
 
 impl<F: FileSystem> DbIter<F> {
@@ -442,7 +581,7 @@ impl<F: FileSystem> DbIter<F> {
         inner: MergingIter<F>,
         read_ts: u64,
         opts: ReadOptions,
-        pin: Option<Box<dyn std::any::Any>>,
+        version: Option<Rc<Version<F>>>,
     ) -> Self {
         DbIter {
             inner,
@@ -455,7 +594,7 @@ impl<F: FileSystem> DbIter<F> {
             key: Vec::new(),
             value: Vec::new(),
             seek_buf: Vec::new(),
-            _pin: pin,
+            _version: version,
         }
     }
 
@@ -484,12 +623,12 @@ impl<F: FileSystem> DbIter<F> {
     /// Positions at the first user key >= `key` (clamped to the bounds).
     pub async fn seek(&mut self, key: &[u8]) -> Result<()> {
         let target = match &self.lower {
-            Some(l) if key < l.as_slice() => l.clone(),
-            _ => key.to_vec(),
+            Some(l) if key < l.as_slice() => l.as_slice(),
+            _ => key,
         };
-        keys::encode_internal(&mut self.seek_buf, &target, self.read_ts);
+        keys::encode_internal(&mut self.seek_buf, target, self.read_ts);
         let t = std::mem::take(&mut self.seek_buf);
-        self.inner.seek(&t).await?;
+        self.inner.seek_lazily(&t).await?;
         self.seek_buf = t;
         self.dir = Direction::Forward;
         self.find_next(None).await

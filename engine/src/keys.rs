@@ -35,6 +35,15 @@ pub fn internal_key(user_key: &[u8], ts: u64) -> Vec<u8> {
     v
 }
 
+/// Rewrites the timestamp of an internal key in place (a no-op on keys shorter than
+/// the suffix, which only corrupt input produces).
+#[inline]
+pub fn set_timestamp(ikey: &mut [u8], ts: u64) {
+    if let Some(at) = ikey.len().checked_sub(TS_BYTES) {
+        ikey[at..].copy_from_slice(&(u64::MAX - ts).to_be_bytes());
+    }
+}
+
 /// The user-key part of an internal key. Internal keys shorter than the suffix (never
 /// produced by this module; only from corrupt input) yield the empty slice.
 #[inline]

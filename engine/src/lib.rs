@@ -16,6 +16,7 @@ pub mod iter;
 pub mod keys;
 pub mod log;
 pub mod memtable;
+pub mod row_cache;
 pub mod runtime;
 pub mod sst;
 pub mod sync;

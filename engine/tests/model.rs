@@ -89,6 +89,48 @@ async fn check_scan(db: &Db<SimFs>, model: &Model, rng: &mut SmallRng) {
     }
 }
 
+/// Seeks (each on a new iterator, as a point-like seek does, and some on one reused
+/// iterator), then moves both ways: the merging iterator defers the sources that
+/// cannot hold the sought key, and every move after it must still match the model.
+async fn check_seeks(db: &Db<SimFs>, model: &Model, rng: &mut SmallRng) {
+    let keys: Vec<&Vec<u8>> = model.keys().collect();
+    let mut reused = db.iter(ReadOptions::default()).await.unwrap();
+    for round in 0..8 {
+        let target = rand_key(rng);
+        let pos = keys.partition_point(|k| **k < target);
+        let mut fresh;
+        let it = if round % 2 == 0 {
+            fresh = db.iter(ReadOptions::default()).await.unwrap();
+            &mut fresh
+        } else {
+            &mut reused
+        };
+        it.seek(&target).await.unwrap();
+        let moves: [i64; 4] = [0, 1, 1, -1];
+        let mut at = pos as i64;
+        for (i, m) in moves.iter().enumerate() {
+            match m {
+                1 => it.next().await.unwrap(),
+                -1 => it.prev().await.unwrap(),
+                _ => {}
+            }
+            at += m;
+            let what = format!("seek {target:?} then move {i}");
+            match usize::try_from(at).ok().and_then(|a| keys.get(a)) {
+                Some(k) => {
+                    assert!(it.valid(), "{what}: ended early");
+                    assert_eq!(it.key(), k.as_slice(), "{what}");
+                    assert_eq!(it.value(), model[*k].as_slice(), "{what}");
+                }
+                None => {
+                    assert!(!it.valid(), "{what}: valid past the end");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 async fn run_seed(seed: u64, steps: usize) {
     let fs = SimFs::new(seed);
     let dir = Path::new("/db");
@@ -204,7 +246,10 @@ async fn run_seed(seed: u64, steps: usize) {
                     );
                 }
             }
-            91..=95 => check_scan(&db, &model, &mut rng).await,
+            91..=95 => {
+                check_scan(&db, &model, &mut rng).await;
+                check_seeks(&db, &model, &mut rng).await;
+            }
             _ => {
                 let _ = db.compact_once().await.unwrap();
             }
@@ -222,6 +267,7 @@ async fn run_seed(seed: u64, steps: usize) {
         }
     }
     check_scan(&db, &model, &mut rng).await;
+    check_seeks(&db, &model, &mut rng).await;
     db.compact_range(None, None).await.unwrap();
     let all = db.scan(None, None, usize::MAX, false).await.unwrap();
     assert_same_rows(

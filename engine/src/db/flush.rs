@@ -148,6 +148,9 @@ impl<F: FileSystem> Db<F> {
         }
         for n in &dead {
             self.cache.erase_file(*n);
+            if let Some(rc) = &self.row_cache {
+                rc.erase_file(*n);
+            }
             self.fs.remove(&table_path(&self.dir, *n)).await?;
         }
         self.fs.sync_dir(&self.dir).await

@@ -40,6 +40,7 @@ use crate::config::{EngineConfig, NUM_LEVELS};
 use crate::fs::FileSystem;
 use crate::log::Log;
 use crate::memtable::MemTable;
+use crate::row_cache::RowCache;
 use crate::sst::Block;
 use crate::sync::{AsyncLock, Notify};
 use crate::version::Version;
@@ -106,6 +107,8 @@ pub struct Db<F: FileSystem> {
     cfg: EngineConfig,
     log: Log<F>,
     cache: Rc<BlockCache<Block>>,
+    /// Hot rows per table (`row_cache`); None when `row_cache_bytes` is 0.
+    row_cache: Option<RowCache>,
     manifest: Manifest<F>,
     st: RefCell<State<F>>,
     snapshots: Rc<RefCell<BTreeMap<u64, usize>>>,
@@ -187,12 +190,14 @@ impl<F: FileSystem> Db<F> {
             },
             std::time::Instant::now(),
         );
+        let row_cache = (cfg.row_cache_bytes > 0).then(|| RowCache::new(cfg.row_cache_bytes));
         let db = Rc::new(Db {
             fs,
             dir: dir.to_path_buf(),
             cfg,
             log: replayed.log,
             cache,
+            row_cache,
             manifest,
             st: RefCell::new(st),
             snapshots: Rc::new(RefCell::new(BTreeMap::new())),

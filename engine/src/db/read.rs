@@ -10,7 +10,9 @@ use crate::config::NUM_LEVELS;
 use crate::fs::FileSystem;
 use crate::iter::{DbIter, LevelIter, MergingIter, ReadOptions, Source};
 use crate::keys;
-use crate::sst::TableIter;
+use crate::row_cache::RowEntry;
+use crate::sst::{TableHit, TableIter, bloom};
+use crate::version::SstFile;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -131,31 +133,70 @@ impl<F: FileSystem> Db<F> {
             }
             (st.version.clone(), ts)
         };
-        let seek = keys::internal_key(key, ts);
+        let mut seek = keys::internal_key(key, ts);
+        // One filter hash for every table probed.
+        let hash = bloom::key_hash(key);
         for f in &version.levels[0] {
             if !f.overlaps(Some(key), Some(key)) {
                 continue;
             }
-            if let Some((ik, v)) = f.table.get(&seek).await?
-                && keys::user_key(&ik) == key
-            {
-                return Ok(map(&v, now));
+            if let Some(found) = self.get_from_table(f, key, &mut seek, hash).await? {
+                return Ok(map(found.value(), now));
             }
         }
         for level in 1..NUM_LEVELS {
             if let Some(f) = version.find_in_level(level, &seek)
-                && let Some((ik, v)) = f.table.get(&seek).await?
-                && keys::user_key(&ik) == key
+                && let Some(found) = self.get_from_table(f, key, &mut seek, hash).await?
             {
-                return Ok(map(&v, now));
+                return Ok(map(found.value(), now));
             }
         }
         Ok(None)
     }
 
+    /// The version of `key` one table gives a read at `seek`'s timestamp, through the
+    /// row cache. The row cache holds a table's *newest* version of a key, so on a
+    /// miss the table is read for its newest version; that answers the read unless it
+    /// is newer than the read's timestamp (a snapshot), which then reads the table at
+    /// its own timestamp.
+    async fn get_from_table(
+        &self,
+        f: &SstFile<F>,
+        key: &[u8],
+        seek: &mut [u8],
+        hash: u64,
+    ) -> Result<Option<Found>> {
+        let Some(rc) = &self.row_cache else {
+            return Ok(f.table.lookup(seek, hash).await?.map(Found::Table));
+        };
+        if !f.table.may_contain_hash(hash) {
+            return Ok(None);
+        }
+        let (number, ts) = (f.meta.number, keys::timestamp(seek));
+        if let Some(e) = rc.get(number, key, hash)
+            && e.ts <= ts
+        {
+            return Ok(Some(Found::Row(e)));
+        }
+        // The newest version: the same key at the largest timestamp, then back.
+        keys::set_timestamp(seek, keys::MAX_TS);
+        let newest = f.table.lookup(seek, hash).await;
+        keys::set_timestamp(seek, ts);
+        match newest? {
+            None => Ok(None),
+            Some(hit) if hit.ts <= ts => {
+                rc.offer(number, key, hash, hit.ts, hit.value());
+                Ok(Some(Found::Table(hit)))
+            }
+            Some(_) => Ok(f.table.lookup(seek, hash).await?.map(Found::Table)),
+        }
+    }
+
     /// An iterator over live keys as of `opts.read_ts` (or the latest visible state).
+    /// Creating one allocates only its list of sources: sorted levels are ranges of
+    /// the version the iterator keeps, and nothing is read before the first seek.
     pub async fn iter(&self, opts: ReadOptions) -> Result<DbIter<F>> {
-        let (sources, ts, pin) = {
+        let (sources, ts, version) = {
             let mut st = self.st.borrow_mut();
             let ts = match opts.read_ts {
                 Some(t) => t,
@@ -163,31 +204,43 @@ impl<F: FileSystem> Db<F> {
             };
             let lo = opts.lower_bound.as_deref();
             let hi = opts.upper_bound.as_deref();
-            let mut sources: Vec<Source<F>> = Vec::new();
+            let v = st.version.clone();
+            let mut sources: Vec<Source<F>> =
+                Vec::with_capacity(1 + st.imm.len() + v.levels[0].len() + NUM_LEVELS - 1);
             sources.push(Source::Mem(st.mem.iter()));
             for m in st.imm.iter().rev() {
                 sources.push(Source::Mem(m.iter()));
             }
-            let v = st.version.clone();
             for f in &v.levels[0] {
                 if f.overlaps(lo, hi) {
                     sources.push(Source::Table(TableIter::new(f.table.clone())));
                 }
             }
             for level in 1..NUM_LEVELS {
-                let files: Vec<_> = v.levels[level]
-                    .iter()
-                    .filter(|f| f.overlaps(lo, hi))
-                    .cloned()
-                    .collect();
-                if !files.is_empty() {
-                    sources.push(Source::Level(LevelIter::new(files)));
+                let files = &v.levels[level];
+                // Sorted and disjoint: the files meeting [lo, hi] are one run.
+                let start = lo.map_or(0, |lo| {
+                    files.partition_point(|f| keys::user_key(&f.meta.largest) < lo)
+                });
+                let end = hi.map_or(files.len(), |hi| {
+                    files.partition_point(|f| keys::user_key(&f.meta.smallest) <= hi)
+                });
+                if start < end {
+                    sources.push(Source::Level(LevelIter::in_version(
+                        v.clone(),
+                        level,
+                        start..end,
+                    )));
                 }
             }
-            let pin: Box<dyn std::any::Any> = Box::new(v);
-            (sources, ts, pin)
+            (sources, ts, v)
         };
-        Ok(DbIter::new(MergingIter::new(sources), ts, opts, Some(pin)))
+        Ok(DbIter::new(
+            MergingIter::new(sources),
+            ts,
+            opts,
+            Some(version),
+        ))
     }
 
     /// Collects up to `limit` live entries of `[start, end)`, in reverse if asked.
@@ -256,6 +309,21 @@ impl<F: FileSystem> Db<F> {
                     it.next().await;
                 }
             }
+        }
+    }
+}
+
+/// A version a point read found in a table: from the row cache or from a block.
+enum Found {
+    Row(Rc<RowEntry>),
+    Table(TableHit),
+}
+
+impl Found {
+    fn value(&self) -> &[u8] {
+        match self {
+            Found::Row(e) => &e.value,
+            Found::Table(h) => h.value(),
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct DbStats {
     pub cache_misses: u64,
     pub cache_hit_rate: f64,
     pub cache_bytes: u64,
+    /// Point reads a table answered from the row cache, and the rows it holds.
+    pub row_cache_hits: u64,
+    pub row_cache_entries: usize,
 }
 
 #[derive(Default)]
@@ -65,6 +68,11 @@ impl<F: FileSystem> Db<F> {
         let c = self.counters.borrow();
         let log = self.log.stats();
         let cache = self.cache.stats();
+        let row = self
+            .row_cache
+            .as_ref()
+            .map(|r| r.stats())
+            .unwrap_or_default();
         let levels = st
             .version
             .levels
@@ -109,6 +117,8 @@ impl<F: FileSystem> Db<F> {
                 cache.hits as f64 / lookups as f64
             },
             cache_bytes: cache.bytes_used as u64,
+            row_cache_hits: row.hits,
+            row_cache_entries: row.entries,
         }
     }
 

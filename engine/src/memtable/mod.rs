@@ -230,6 +230,12 @@ impl MemTable {
         (keys::user_key(k) == user_key).then(|| (keys::timestamp(k), n.value()))
     }
 
+    /// False only if the memtable holds no version of `user_key` (its index has no
+    /// entry for the key's hash): one hash probe, no list search.
+    pub fn may_contain_user_key(&self, user_key: &[u8]) -> bool {
+        self.index.borrow().contains_key(&self.key_hash(user_key))
+    }
+
     /// Bytes of the arena in use (entries, links and replaced values, with padding):
     /// what the engine compares with `memtable_bytes` to decide rotation.
     #[inline]

@@ -122,17 +122,37 @@ impl BlockBuilder {
     }
 }
 
+/// The first 8 bytes of an internal key's user key, zero-padded, as a big-endian
+/// integer: integers order like the byte strings wherever they differ.
+#[inline]
+fn user_key_prefix(ikey: &[u8]) -> u64 {
+    let uk = keys::user_key(ikey);
+    let mut a = [0u8; 8];
+    let n = uk.len().min(8);
+    a[..n].copy_from_slice(&uk[..n]);
+    u64::from_be_bytes(a)
+}
+
 #[inline]
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// A decoded block (decompressed, checksum already verified by the table reader).
+///
+/// The restart keys are decoded once, when the block is parsed (on a cache miss, or
+/// when a table opens for its pinned index): `restart_prefixes[i]` holds the first 8
+/// bytes of restart key `i`'s user key and `restart_keys[i]` where its whole key
+/// lies, so a seek's binary search compares integers in one contiguous array and
+/// touches a key's bytes only when the prefixes tie.
 pub struct Block {
     data: Vec<u8>,
     /// Offset of the restart array = end of the entries.
     restarts_off: usize,
     num_restarts: usize,
+    restart_prefixes: Box<[u64]>,
+    /// `(offset, length)` of each restart entry's key inside `data`.
+    restart_keys: Box<[(u32, u32)]>,
     /// File and offset of the block, for corruption errors found while iterating.
     origin: Option<(Rc<Path>, u64)>,
 }
@@ -163,6 +183,8 @@ impl Block {
             data,
             restarts_off: 0,
             num_restarts: 0,
+            restart_prefixes: Box::default(),
+            restart_keys: Box::default(),
             origin,
         };
         let len = b.data.len();
@@ -200,7 +222,45 @@ impl Block {
         }
         b.restarts_off = restarts_off;
         b.num_restarts = n;
+        b.decode_restart_keys()?;
         Ok(b)
+    }
+
+    /// Fills `restart_prefixes` and `restart_keys`; a malformed restart entry is
+    /// corruption of the whole block.
+    fn decode_restart_keys(&mut self) -> Result<()> {
+        let mut prefixes = Vec::with_capacity(self.num_restarts);
+        let mut keys = Vec::with_capacity(self.num_restarts);
+        for i in 0..self.num_restarts {
+            let off = self.restart(i);
+            let Some((start, len)) = self.locate_restart_key(off) else {
+                return Err(self.corruption(off, "malformed restart entry"));
+            };
+            let key = &self.data[start..start + len];
+            prefixes.push(user_key_prefix(key));
+            // Both fit: the block is at most `MAX_META_BLOCK_BYTES` (checked by the reader
+            // before decoding), far below 4 GiB.
+            keys.push((start as u32, len as u32));
+        }
+        self.restart_prefixes = prefixes.into_boxed_slice();
+        self.restart_keys = keys.into_boxed_slice();
+        Ok(())
+    }
+
+    /// Where the whole key of the restart entry at `off` lies (restart entries share
+    /// nothing); `None` if the entry is malformed.
+    fn locate_restart_key(&self, off: usize) -> Option<(usize, usize)> {
+        let entries = self.data.get(..self.restarts_off)?;
+        let mut d = Decoder::new(entries.get(off..)?);
+        let (shared, unshared, vlen) = entry_header(&mut d).ok()?;
+        if shared != 0 {
+            return None;
+        }
+        let start = off + d.position();
+        d.take(unshared).ok()?;
+        d.take(vlen).ok()?;
+        u32::try_from(start + unshared).ok()?;
+        Some((start, unshared))
     }
 
     /// A block without entries.
@@ -209,14 +269,29 @@ impl Block {
             data: vec![0; 4],
             restarts_off: 0,
             num_restarts: 0,
+            restart_prefixes: Box::default(),
+            restart_keys: Box::default(),
             origin: None,
         }
     }
 
-    /// Bytes of the decoded block (what the cache is charged).
+    /// Bytes of the decoded block (its on-disk payload once decompressed).
     #[inline]
     pub fn size(&self) -> usize {
         self.data.len()
+    }
+
+    /// Bytes `range` of the decoded block (empty if out of range).
+    #[inline]
+    pub fn slice(&self, range: std::ops::Range<usize>) -> &[u8] {
+        self.data.get(range).unwrap_or(&[])
+    }
+
+    /// Bytes the block holds in memory: the decoded bytes and the decoded restart keys
+    /// (what the cache is charged, and what a pinned index costs).
+    #[inline]
+    pub fn memory_bytes(&self) -> usize {
+        self.data.len() + self.num_restarts * (8 + 8)
     }
 
     #[inline]
@@ -238,6 +313,23 @@ impl Block {
                 format!("{reason} (byte {in_block} of the decoded block)"),
             ),
             None => Error::corruption("<block>", in_block as u64, reason),
+        }
+    }
+
+    /// Orders restart key `i` against `target` (whose user-key prefix is `tprefix`):
+    /// the prefixes decide unless they tie. A strict order of the zero-padded 8-byte
+    /// prefixes implies the same strict order of the user keys (a shorter key that
+    /// ties with a longer one up to its end pads with 0, never above the other's
+    /// byte), hence of the internal keys.
+    #[inline]
+    fn cmp_restart(&self, i: usize, tprefix: u64, target: &[u8]) -> Ordering {
+        match self.restart_prefixes[i].cmp(&tprefix) {
+            Ordering::Equal => {
+                let (start, len) = self.restart_keys[i];
+                let (start, len) = (start as usize, len as usize);
+                keys::cmp_internal(&self.data[start..start + len], target)
+            }
+            o => o,
         }
     }
 
@@ -342,6 +434,12 @@ impl<B: Deref<Target = Block>> BlockIter<B> {
             .unwrap_or(&[])
     }
 
+    /// Where the current value lies in the block (only meaningful while `valid`).
+    #[inline]
+    pub fn value_range(&self) -> std::ops::Range<usize> {
+        self.val_start..self.val_end
+    }
+
     /// `Err(Corruption)` once a malformed entry was met; the iterator is then invalid.
     pub fn status(&self) -> Result<()> {
         match self.err {
@@ -395,15 +493,12 @@ impl<B: Deref<Target = Block>> BlockIter<B> {
         }
         // Last restart point whose key is < target: the answer lies in its interval
         // or is the next restart key.
+        let block = &*self.block;
+        let tprefix = user_key_prefix(target);
         let (mut left, mut right) = (0usize, n - 1);
         while left < right {
             let mid = (left + right).div_ceil(2);
-            let off = self.block.restart(mid);
-            let Some(k) = self.restart_key(off) else {
-                self.corrupt(off, "malformed restart entry");
-                return;
-            };
-            if keys::cmp_internal(k, target) == Ordering::Less {
+            if block.cmp_restart(mid, tprefix, target) == Ordering::Less {
                 left = mid;
             } else {
                 right = mid - 1;
@@ -443,18 +538,6 @@ impl<B: Deref<Target = Block>> BlockIter<B> {
                 return;
             }
         }
-    }
-
-    /// The whole key stored at a restart offset (restart entries share nothing).
-    #[inline]
-    fn restart_key(&self, off: usize) -> Option<&[u8]> {
-        let entries = self.block.data.get(..self.block.restarts_off)?;
-        let mut d = Decoder::new(entries.get(off..)?);
-        let (shared, unshared, _) = entry_header(&mut d).ok()?;
-        if shared != 0 {
-            return None;
-        }
-        d.take(unshared).ok()
     }
 
     #[inline]

@@ -17,6 +17,6 @@ mod tests;
 pub use block::{Block, BlockBuilder, BlockIter};
 pub use bloom::BloomFilter;
 pub use table::{
-    BlockHandle, Compression, Table, TableBuilder, TableIter, TableOptions, TableProperties,
-    TableStats,
+    BlockHandle, Compression, Table, TableBuilder, TableHit, TableIter, TableOptions,
+    TableProperties, TableStats,
 };

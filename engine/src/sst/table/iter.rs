@@ -44,6 +44,11 @@ impl<R: ReadFile> TableIter<R> {
         }
     }
 
+    /// The table this iterator reads.
+    pub fn table(&self) -> &Rc<Table<R>> {
+        &self.table
+    }
+
     pub fn valid(&self) -> bool {
         self.err.is_none() && self.data.as_ref().is_some_and(BlockIter::valid)
     }

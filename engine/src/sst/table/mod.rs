@@ -25,7 +25,7 @@ mod reader;
 pub use builder::{TableBuilder, TableOptions};
 pub use footer::TableProperties;
 pub use iter::TableIter;
-pub use reader::{Table, TableStats};
+pub use reader::{Table, TableHit, TableStats};
 
 use crate::codec::{self, Decoder};
 

@@ -9,7 +9,7 @@ use crate::config;
 use crate::fs::ReadFile;
 use crate::keys;
 use crate::sst::block::{Block, BlockIter};
-use crate::sst::bloom::BloomFilter;
+use crate::sst::bloom::{self, BloomFilter};
 use crate::{Error, Result};
 use std::cell::{Cell, RefCell};
 use std::path::Path;
@@ -51,6 +51,21 @@ thread_local! {
     /// block would allocate on every cache miss.
     static ZSTD_DCTX: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
+}
+
+/// A version found by [`Table::lookup`]: its timestamp and its stored value, borrowed
+/// from the data block (kept alive by the hit even if the cache evicts it).
+pub struct TableHit {
+    block: Rc<Block>,
+    pub ts: u64,
+    value: std::ops::Range<usize>,
+}
+
+impl TableHit {
+    /// The stored value (kind byte, expiry, user value: `keys::decode_value`).
+    pub fn value(&self) -> &[u8] {
+        self.block.slice(self.value.clone())
+    }
 }
 
 /// An open SSTable.
@@ -146,7 +161,7 @@ impl<R: ReadFile> Table<R> {
 
     /// Bytes pinned by this table (index and filter), for memory accounting.
     pub fn pinned_bytes(&self) -> usize {
-        self.index.size() + self.filter.as_ref().map_or(0, BloomFilter::size)
+        self.index.memory_bytes() + self.filter.as_ref().map_or(0, BloomFilter::size)
     }
 
     pub fn stats(&self) -> TableStats {
@@ -167,12 +182,44 @@ impl<R: ReadFile> Table<R> {
 
     /// Point read: the first entry whose key is `>= ikey_seek` if it has the same user
     /// key (the newest version visible at the seek key's timestamp), else `None`.
+    /// Copies the key and value out; the read path uses [`Table::lookup`].
     pub async fn get(&self, ikey_seek: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let uk = keys::user_key(ikey_seek);
+        let hit = self.lookup(ikey_seek, bloom::key_hash(uk)).await?;
+        Ok(hit.map(|h| (keys::internal_key(uk, h.ts), h.value().to_vec())))
+    }
+
+    /// True unless the filter says the table holds no version of the user key whose
+    /// [`bloom::key_hash`] is `hash`.
+    pub fn may_contain_hash(&self, hash: u64) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|f| f.may_contain_hash(hash))
+    }
+
+    /// False only if the table surely holds no version of `user_key` (`hash` =
+    /// [`bloom::key_hash`] of it): outside the table's key range, or excluded by its
+    /// filter.
+    pub fn may_hold(&self, user_key: &[u8], hash: u64) -> bool {
+        let p = &self.props;
+        if p.num_entries == 0
+            || user_key < keys::user_key(&p.smallest_key)
+            || user_key > keys::user_key(&p.largest_key)
+        {
+            return false;
+        }
+        self.may_contain_hash(hash)
+    }
+
+    /// [`Table::get`] without copies: the value stays in the cached block the hit
+    /// holds. `user_key_hash` is [`bloom::key_hash`] of the seek key's user key,
+    /// computed once by a caller that probes several tables.
+    pub async fn lookup(&self, ikey_seek: &[u8], user_key_hash: u64) -> Result<Option<TableHit>> {
         bump(&self.stats.gets);
         let uk = keys::user_key(ikey_seek);
         if let Some(f) = &self.filter {
             bump(&self.stats.bloom_checks);
-            if !f.may_contain(uk) {
+            if !f.may_contain_hash(user_key_hash) {
                 bump(&self.stats.bloom_useful);
                 return Ok(None);
             }
@@ -191,16 +238,19 @@ impl<R: ReadFile> Table<R> {
         let mut it = BlockIter::with_key_buffer(&*block, buf);
         it.seek(ikey_seek);
         let found = if it.valid() && keys::user_key(it.key()) == uk {
-            Some((it.key().to_vec(), it.value().to_vec()))
+            Some((keys::timestamp(it.key()), it.value_range()))
         } else {
             it.status()?;
             None
         };
-        if found.is_none() && self.filter.is_some() {
-            bump(&self.stats.bloom_false_positives);
-        }
         self.put_scratch(it.into_key_buffer());
-        Ok(found)
+        let Some((ts, value)) = found else {
+            if self.filter.is_some() {
+                bump(&self.stats.bloom_false_positives);
+            }
+            return Ok(None);
+        };
+        Ok(Some(TableHit { block, ts, value }))
     }
 
     fn put_scratch(&self, buf: Vec<u8>) {
@@ -232,7 +282,7 @@ impl<R: ReadFile> Table<R> {
         bump(&self.stats.block_reads);
         let data = self.read_physical(handle, config::MAX_BLOCK_BYTES).await?;
         let block = Rc::new(Block::with_origin(data, self.path.clone(), handle.offset)?);
-        let charge = block.size();
+        let charge = block.memory_bytes();
         self.cache.insert(key, block.clone(), charge);
         Ok(block)
     }
@@ -327,7 +377,7 @@ impl<R: ReadFile> Table<R> {
             let Ok(block) = Block::with_origin(data, self.path.clone(), h.offset) else {
                 break;
             };
-            let charge = block.size();
+            let charge = block.memory_bytes();
             self.cache.insert(key, Rc::new(block), charge);
         }
         Ok(())
