@@ -28,6 +28,8 @@ const STALL_BOUND: Duration = Duration::from_secs(2);
 /// This long without a single completion (with requests in flight) is a silent period.
 const SILENT_BOUND: Duration = Duration::from_secs(1);
 const WATCH_TICK: Duration = Duration::from_millis(100);
+/// Client-side request timeout: far beyond the node's own (10 s).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
 /// Connections (one worker thread each, each owning its keys).
 const WORKERS: usize = 8;
 /// Keys per worker.
@@ -289,9 +291,13 @@ fn stacks(pid: i32) -> String {
 /// checked against the worker's model of them.
 fn work(w: usize, sh: &Shared, addr: String) -> Tally {
     // Half the connections route by key, half land on one core and get forwarded.
+    // No client-side timeout short enough for a pause of this process to hit: a
+    // request that timed out here may still apply, and the model could not tell. A
+    // stalled node still fails the test (its own TIMEOUT error, the watchdog).
     let cfg = Config::new(addr)
         .pool_size(1)
         .max_retries(0)
+        .request_timeout(CLIENT_TIMEOUT)
         .shard_aware(w.is_multiple_of(2));
     let c = Client::connect(cfg).unwrap();
     let mut rng = StdRng::seed_from_u64(w as u64);
