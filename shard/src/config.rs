@@ -77,8 +77,9 @@ pub const RAFT_LOG_CACHE_BYTES: usize = 4 << 20;
 pub enum SyncMode {
     /// After its log record is fsynced (group commit). The default.
     Fsync,
-    /// Immediately; the log is fsynced every `SYNC_NONE_INTERVAL`. Benchmarks only:
-    /// acknowledged writes of the last interval are lost in a crash.
+    /// Once its log record is written to the file, without fsync; the log is fsynced
+    /// every `SYNC_NONE_INTERVAL`. Benchmarks only: survives a process crash, but a
+    /// power loss may lose the acknowledged writes of the last interval.
     None,
 }
 

@@ -378,6 +378,7 @@ impl<F: FileSystem> ShardCore<F> {
             shard: self.id,
             ops: st.ops.clone(),
             conns: st.conns.clone(),
+            forwarded: st.forwarded,
             cross_core_sent: st.cross_core_sent,
             cross_core_received: st.cross_core_received,
             engine: engine_json(&self.db.stats()),

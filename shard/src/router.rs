@@ -62,12 +62,16 @@ impl<F: FileSystem, T: Transport> Router<F, T> {
         self.transport.send(shard, op).await
     }
 
-    /// Runs a single-key operation on the core that owns its key.
+    /// Runs a single-key operation on the core that owns its key. One that goes to
+    /// another core counts as forwarded: the hop a shard-aware client avoids.
     pub async fn route(&self, op: ShardOp) -> ShardReply {
         let shard = match op.routing_key() {
             Some(k) => self.map.shard_of(k),
             None => self.id(),
         };
+        if shard != self.id() {
+            self.core.stats.borrow_mut().forwarded += 1;
+        }
         self.call(shard, op).await
     }
 

@@ -6,10 +6,11 @@
 
 use crate::config::SLOTS;
 
-/// The hash slot of a key.
+/// The hash slot of a key. The function itself is the protocol's
+/// (`nextdb_proto::slot_of`): shard-aware clients hash with the same code.
 #[inline]
 pub fn slot_of(key: &[u8]) -> u32 {
-    crc32c::crc32c(key) % SLOTS
+    nextdb_proto::slot_of(key, SLOTS)
 }
 
 /// A partition: slots `[start, end)` owned by `shard`.

@@ -48,6 +48,9 @@ pub struct ConnStats {
 pub struct Stats {
     pub ops: Vec<OpStats>,
     pub conns: ConnStats,
+    /// Single-key requests this core received and sent to their owner on another
+    /// core (a subset of `cross_core_sent`, which also counts multi-key fan-out).
+    pub forwarded: u64,
     pub cross_core_sent: u64,
     pub cross_core_received: u64,
 }
@@ -57,6 +60,7 @@ impl Default for Stats {
         Stats {
             ops: (0..OP_NAMES.len()).map(|_| OpStats::new()).collect(),
             conns: ConnStats::default(),
+            forwarded: 0,
             cross_core_sent: 0,
             cross_core_received: 0,
         }
@@ -83,6 +87,7 @@ pub struct ShardStatsSnapshot {
     pub shard: usize,
     pub ops: Vec<OpStats>,
     pub conns: ConnStats,
+    pub forwarded: u64,
     pub cross_core_sent: u64,
     pub cross_core_received: u64,
     pub engine: Value,
@@ -139,7 +144,7 @@ pub fn node_json(shards: &[ShardStatsSnapshot], sync: &str) -> Value {
             "shard": s.shard,
             "ops": ops_json(&s.ops),
             "connections": conns_json(&s.conns),
-            "cross_core": {"sent": s.cross_core_sent, "received": s.cross_core_received},
+            "cross_core": {"sent": s.cross_core_sent, "received": s.cross_core_received, "forwarded": s.forwarded},
             "engine": s.engine,
         }));
     }

@@ -45,6 +45,7 @@ pub fn run(dir: PathBuf, records: u64) -> i32 {
         data_dir: dir.clone(),
         listen,
         pg_listen,
+        shard_port_base: Some(0),
         shards: available_cores(),
         sync: SyncMode::Fsync,
         insecure: true,

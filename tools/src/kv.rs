@@ -18,7 +18,12 @@ pub struct ConnArgs {
 
 impl ConnArgs {
     pub fn connect(&self) -> Result<Client, String> {
-        let mut cfg = Config::new(self.addr.clone()).client_name("nextdb-cli");
+        // One request per process: a connection to the owning core's port would cost
+        // a second connect and handshake (a SCRAM exchange with a user) to save one
+        // hop between cores, so the CLI stays on the connection it opened.
+        let mut cfg = Config::new(self.addr.clone())
+            .client_name("nextdb-cli")
+            .shard_aware(false);
         if let Some(u) = &self.user {
             let pw = std::env::var("NEXTDB_PASSWORD")
                 .map_err(|_| "set NEXTDB_PASSWORD to log in as --user".to_string())?;

@@ -32,11 +32,17 @@ pub struct ServeArgs {
     /// Address of the PostgreSQL protocol, bound on every core (SO_REUSEPORT).
     #[arg(long, env = "NEXTDB_PG_LISTEN")]
     pub pg_listen: Option<SocketAddr>,
+    /// Each core's own native port, advertised in HELLO so shard-aware clients reach
+    /// the core that owns a key: `auto` (default: an ephemeral port per core, on the
+    /// --listen IP), `off`, or a number BASE (core i listens on BASE + i).
+    #[arg(long, env = "NEXTDB_SHARD_PORTS")]
+    pub shard_ports: Option<String>,
     /// Shards (one executor per core). Default: every core. Fixed once data exists.
     #[arg(long, env = "NEXTDB_SHARDS")]
     pub shards: Option<usize>,
-    /// When a write is acknowledged: `fsync` (durable, default) or `none` (UNSAFE,
-    /// benchmarks only: the last ~10 ms of acknowledged writes are lost in a crash).
+    /// When a write is acknowledged: `fsync` (durable, default) or `none` (benchmarks
+    /// only: once written to the log file, not fsynced; survives a process crash, a
+    /// power loss may lose the last ~10 ms of acknowledged writes).
     #[arg(long, env = "NEXTDB_SYNC")]
     pub sync: Option<SyncMode>,
     /// Accept clients without authentication (local development only).
@@ -75,6 +81,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
     pg_listen: Option<SocketAddr>,
+    shard_ports: Option<String>,
     shards: Option<usize>,
     sync: Option<String>,
     insecure: Option<bool>,
@@ -94,6 +101,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub pg_listen: SocketAddr,
+    /// None: no per-core ports; Some(0): ephemeral; Some(base): base + core.
+    pub shard_port_base: Option<u16>,
     pub shards: usize,
     pub sync: SyncMode,
     pub insecure: bool,
@@ -140,7 +149,14 @@ impl ServeArgs {
                 .parse()
                 .map_err(|e| format!("default PostgreSQL address: {e}"))?,
         };
+        let shard_port_base = parse_shard_ports(
+            self.shard_ports
+                .or(file.shard_ports)
+                .as_deref()
+                .unwrap_or("auto"),
+        )?;
         let s = Settings {
+            shard_port_base,
             data_dir: self
                 .data_dir
                 .or(file.data_dir)
@@ -199,6 +215,20 @@ impl ServeArgs {
     }
 }
 
+/// `auto` → Some(0), `off` → None, a port → Some(port).
+fn parse_shard_ports(v: &str) -> Result<Option<u16>, String> {
+    match v {
+        "auto" => Ok(Some(0)),
+        "off" => Ok(None),
+        n => match n.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(Some(p)),
+            _ => Err(format!(
+                "--shard-ports is auto, off or a port number, not {n:?}"
+            )),
+        },
+    }
+}
+
 pub fn run(args: ServeArgs) -> i32 {
     let s = match args.resolve() {
         Ok(s) => s,
@@ -248,6 +278,14 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     println!("  listen                    = {}", s.listen);
     println!("  pg_listen                 = {}", s.pg_listen);
     println!(
+        "  shard_ports               = {}",
+        match s.shard_port_base {
+            None => "off".to_string(),
+            Some(0) => "auto".to_string(),
+            Some(p) => format!("{p} + core"),
+        }
+    );
+    println!(
         "  shards                    = {}{}",
         s.shards,
         if s.pin { " (pinned to cores)" } else { "" }
@@ -287,7 +325,7 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     }
     if s.sync == SyncMode::None {
         eprintln!(
-            "nextdb: WARNING: --sync none: writes are acknowledged before they are durable; a crash loses the last ~10 ms of acknowledged writes. Benchmarks only."
+            "nextdb: WARNING: --sync none: writes are acknowledged before they are fsynced; they survive a crash of this process, but a power loss may lose the last ~10 ms of acknowledged writes. Benchmarks only."
         );
     }
     if signals {
@@ -308,6 +346,7 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     server.tls = tls;
     server.mock_auth = mock_auth;
     server.pg_listen = Some(s.pg_listen);
+    server.shard_ports = Arc::new(nextdb_net::server::ShardPorts::new(s.shard_port_base));
     let server = Arc::new(server);
     let result = Node::run(node, shutdown, move |ctx| {
         let server = server.clone();

@@ -399,14 +399,12 @@ impl<F: FileSystem> Db<F> {
         self.log.durable_lsn()
     }
 
-    /// Writes the log buffer out (no fsync) once it is over `log_buffer_bytes`: the
-    /// bound on memory for writers that do not wait for durability.
-    pub async fn write_out_log_if_full(&self) -> Result<()> {
-        if self.log.needs_flush() {
-            self.log.flush().await
-        } else {
-            Ok(())
-        }
+    /// Writes every log record appended so far to its file, without fsync: from then
+    /// on the records survive a crash of the process (`kill -9`), not a power loss.
+    /// Writers that call it together share one write (the group commit, less the
+    /// fsync). The node's `--sync none` writes wait for it before they are answered.
+    pub async fn write_out_log(&self) -> Result<()> {
+        self.log.flush().await
     }
 
     /// Lets the log drop records of Raft log group `group` with index <= `upto` (their

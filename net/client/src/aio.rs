@@ -10,7 +10,7 @@ use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ops::{self, CasResult, ScanAll, ScanPage};
 use crate::retry;
+use crate::routes::{Routes, Target};
 use crate::session::{
     self, Frame, Handshake, IdGen, Pending, ResponseReader, Step, placeholder_hello,
 };
@@ -122,6 +123,8 @@ pub struct Connection {
     ids: IdGen,
     wbuf: Vec<u8>,
     hello_ok: HelloOk,
+    /// The address it was opened to, as configured (`host:port`).
+    addr: String,
     request_timeout: Duration,
     /// Set while an exchange is in progress and after a failure: a future dropped
     /// midway (the caller's own timeout or `select!`) leaves a partial frame or a
@@ -161,6 +164,16 @@ impl Connection {
             }
         }
         Err(last)
+    }
+
+    /// Connects to `addr` only (a core's own port, for shard-aware routing).
+    pub(crate) async fn connect_to(
+        cfg: &Config,
+        built: Option<&Arc<ClientConfig>>,
+        addr: &str,
+    ) -> Result<Connection> {
+        let tls = tls::resolve(cfg, built)?;
+        Connection::connect_addr(cfg, tls.as_ref(), addr).await
     }
 
     async fn connect_addr(
@@ -209,6 +222,7 @@ impl Connection {
                 ids: IdGen::default(),
                 wbuf: Vec::new(),
                 hello_ok: placeholder_hello(),
+                addr: addr.to_owned(),
                 request_timeout: cfg.request_timeout,
                 broken: true,
             };
@@ -351,17 +365,43 @@ struct Inner {
     config: Config,
     /// Built once from `config.tls`.
     tls: Option<Arc<ClientConfig>>,
+    /// Connections for requests that may go to any core.
+    pool: Pool,
+    /// Once a node's HELLO answer described its cores (and `config.shard_aware`):
+    /// the routes, and one pool per core of connections to that core's own port.
+    shards: OnceLock<ShardPools>,
+    next_addr: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct Pool {
     /// One permit per connection the pool may have open.
     permits: Semaphore,
     /// Never held across an await, so a std mutex suffices.
     idle: Mutex<Vec<Connection>>,
-    next_addr: AtomicUsize,
+}
+
+impl Pool {
+    fn new(size: usize) -> Pool {
+        Pool {
+            permits: Semaphore::new(size),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ShardPools {
+    routes: Routes,
+    pools: Vec<Pool>,
 }
 
 /// A pool permit plus its connection; gives the connection back (if healthy) when
 /// dropped, including when the caller's future is cancelled.
 struct Slot<'a> {
     inner: &'a Inner,
+    pool: &'a Pool,
+    target: Target,
     _permit: SemaphorePermit<'a>,
     conn: Option<Connection>,
 }
@@ -371,11 +411,7 @@ impl Slot<'_> {
         let reusable = self.conn.as_mut().is_some_and(Connection::is_reusable);
         let conn = match self.conn.take() {
             Some(c) if reusable => c,
-            _ => {
-                let inner = self.inner;
-                let first = inner.next_addr.fetch_add(1, Ordering::Relaxed);
-                Connection::connect_from(&inner.config, inner.tls.as_ref(), first).await?
-            }
+            _ => self.inner.open(self.target).await?,
         };
         Ok(self.conn.insert(conn))
     }
@@ -387,7 +423,7 @@ impl Drop for Slot<'_> {
         if let Some(c) = self.conn.take()
             && !c.is_broken()
         {
-            self.inner
+            self.pool
                 .idle
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -397,21 +433,69 @@ impl Drop for Slot<'_> {
 }
 
 impl Inner {
-    async fn acquire(&self) -> Result<Slot<'_>> {
-        let permit = timeout(self.config.request_timeout, self.permits.acquire())
+    /// A slot of the pool for `target` (any core, or the core that owns the keys).
+    async fn acquire(&self, target: Target) -> Result<Slot<'_>> {
+        let pool = match (target, self.shards.get()) {
+            (Target::Shard(s), Some(sp)) => sp.pools.get(s).unwrap_or(&self.pool),
+            _ => &self.pool,
+        };
+        let permit = timeout(self.config.request_timeout, pool.permits.acquire())
             .await
             .map_err(|_| Error::Timeout)?
             .map_err(|_| Error::Closed)?;
-        let conn = self
+        let conn = pool
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
         Ok(Slot {
             inner: self,
+            pool,
+            target,
             _permit: permit,
             conn,
         })
+    }
+
+    /// Where `reqs` should go: the core that owns the key of a single request, once
+    /// the routes are known; a pipeline goes to any core.
+    fn target(&self, reqs: &[Request]) -> Target {
+        match (self.shards.get(), reqs) {
+            (Some(sp), [req]) => sp.routes.target(req),
+            _ => Target::Any,
+        }
+    }
+
+    /// Opens a connection for `target`: to the core's own port when it has one,
+    /// else (or if that fails for a reason another address might not have) to the
+    /// configured addresses, whose HELLO answer may teach the routes.
+    async fn open(&self, target: Target) -> Result<Connection> {
+        let own = match (target, self.shards.get()) {
+            (Target::Shard(s), Some(sp)) => sp.routes.addr(s),
+            _ => None,
+        };
+        if let Some(addr) = own {
+            match Connection::connect_to(&self.config, self.tls.as_ref(), addr).await {
+                Ok(c) => return Ok(c),
+                Err(e @ (Error::Auth(_) | Error::InvalidArgument(_) | Error::Tls(_))) => {
+                    return Err(e);
+                }
+                // Still correct through any core (it forwards), only slower.
+                Err(e) => tracing::debug!(addr, error = %e, "shard port failed; using any core"),
+            }
+        }
+        let first = self.next_addr.fetch_add(1, Ordering::Relaxed);
+        let c = Connection::connect_from(&self.config, self.tls.as_ref(), first).await?;
+        if self.config.shard_aware
+            && self.shards.get().is_none()
+            && let Some(routes) = Routes::learn(c.hello_ok(), &c.addr)
+        {
+            let size = self.config.pool_size.clamp(1, Semaphore::MAX_PERMITS);
+            let pools = (0..routes.shards()).map(|_| Pool::new(size)).collect();
+            // Another task may have learned them first: either copy will do.
+            let _ = self.shards.set(ShardPools { routes, pools });
+        }
+        Ok(c)
     }
 }
 
@@ -428,8 +512,8 @@ impl Client {
             inner: Arc::new(Inner {
                 config,
                 tls,
-                permits: Semaphore::new(size),
-                idle: Mutex::new(Vec::new()),
+                pool: Pool::new(size),
+                shards: OnceLock::new(),
                 next_addr: AtomicUsize::new(0),
             }),
         })
@@ -439,7 +523,7 @@ impl Client {
     /// or password shows up here rather than on the first request.
     pub async fn connect(config: Config) -> Result<Client> {
         let client = Client::new(config)?;
-        let mut slot = client.inner.acquire().await?;
+        let mut slot = client.inner.acquire(Target::Any).await?;
         slot.connection().await?;
         drop(slot);
         Ok(client)
@@ -449,13 +533,24 @@ impl Client {
         &self.inner.config
     }
 
+    /// Whether requests go straight to the core that owns their key: shard-aware, and
+    /// the node described its cores (learned with the first connection).
+    pub fn routes_by_key(&self) -> bool {
+        self.inner.shards.get().is_some()
+    }
+
     /// Runs `reqs` on a pooled connection, retrying per [`retry::should_retry`].
     /// `single`: one request whose error response is an `Err` (and so may be retried),
     /// as opposed to a pipeline whose per-request errors stay in place.
     async fn run(&self, reqs: &[Request], single: bool) -> Result<Vec<Response>> {
         let inner = &*self.inner;
         let idempotent = reqs.iter().all(Request::is_idempotent);
-        let mut slot = inner.acquire().await?;
+        let target = if single {
+            inner.target(reqs)
+        } else {
+            Target::Any
+        };
+        let mut slot = inner.acquire(target).await?;
         let mut attempt = 0;
         loop {
             let (res, sent) = match (slot.connection().await, reqs) {

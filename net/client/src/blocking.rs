@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use nextdb_proto::{BatchOp, BatchResult, HelloOk, Request, Response, TtlState};
@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ops::{self, CasResult, ScanAll, ScanPage};
 use crate::retry;
+use crate::routes::{Routes, Target};
 use crate::session::{
     self, Frame, Handshake, IdGen, Pending, ResponseReader, Step, placeholder_hello,
 };
@@ -28,6 +29,8 @@ pub struct Connection {
     ids: IdGen,
     wbuf: Vec<u8>,
     hello_ok: HelloOk,
+    /// The address it was opened to, as configured (`host:port`).
+    addr: String,
     request_timeout: Duration,
     /// Set when the stream's state is unknown (an error or timeout mid-exchange could
     /// leave a stale response in flight): the connection must not be reused.
@@ -104,6 +107,7 @@ impl Connection {
                 ids: IdGen::default(),
                 wbuf: Vec::new(),
                 hello_ok: placeholder_hello(),
+                addr: addr.to_owned(),
                 request_timeout: cfg.request_timeout,
                 broken: true,
             };
@@ -135,6 +139,16 @@ impl Connection {
     /// The server's answer to HELLO: version, server name, shard layout.
     pub fn hello_ok(&self) -> &HelloOk {
         &self.hello_ok
+    }
+
+    /// Connects to `addr` only (a core's own port, for shard-aware routing).
+    pub(crate) fn connect_to(
+        cfg: &Config,
+        built: Option<&Arc<ClientConfig>>,
+        addr: &str,
+    ) -> Result<Connection> {
+        let tls = tls::resolve(cfg, built)?;
+        Connection::connect_addr(cfg, tls.as_ref(), addr)
     }
 
     /// Whether an earlier failure left this connection unusable.
@@ -282,9 +296,73 @@ struct Inner {
     config: Config,
     /// Built once from `config.tls`.
     tls: Option<Arc<ClientConfig>>,
+    /// Connections for requests that may go to any core.
     pool: Pool,
+    /// Once a node's HELLO answer described its cores (and `config.shard_aware`):
+    /// the routes, and one pool per core of connections to that core's own port.
+    shards: OnceLock<ShardPools>,
     /// Where the next new connection starts in `config.addrs`, to spread connections.
     next_addr: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct ShardPools {
+    routes: Routes,
+    pools: Vec<Pool>,
+}
+
+impl Inner {
+    /// The pool a request with `target` draws from.
+    fn pool(&self, target: Target) -> &Pool {
+        match (target, self.shards.get()) {
+            (Target::Shard(s), Some(sp)) => sp.pools.get(s).unwrap_or(&self.pool),
+            _ => &self.pool,
+        }
+    }
+
+    /// Where `req` should go: the core that owns its keys, once the routes are known.
+    fn target(&self, req: &Request) -> Target {
+        self.shards
+            .get()
+            .map_or(Target::Any, |sp| sp.routes.target(req))
+    }
+
+    /// Opens a connection for `target`: to the core's own port when it has one,
+    /// else (or if that fails for a reason another address might not have) to the
+    /// configured addresses, whose HELLO answer may teach the routes.
+    fn open(&self, target: Target) -> Result<Connection> {
+        let own = match (target, self.shards.get()) {
+            (Target::Shard(s), Some(sp)) => sp.routes.addr(s),
+            _ => None,
+        };
+        if let Some(addr) = own {
+            match Connection::connect_to(&self.config, self.tls.as_ref(), addr) {
+                Ok(c) => return Ok(c),
+                Err(e @ (Error::Auth(_) | Error::InvalidArgument(_) | Error::Tls(_))) => {
+                    return Err(e);
+                }
+                // Still correct through any core (it forwards), only slower.
+                Err(e) => tracing::debug!(addr, error = %e, "shard port failed; using any core"),
+            }
+        }
+        let first = self.next_addr.fetch_add(1, Ordering::Relaxed);
+        let c = Connection::connect_from(&self.config, self.tls.as_ref(), first)?;
+        self.learn(&c);
+        Ok(c)
+    }
+
+    fn learn(&self, c: &Connection) {
+        if !self.config.shard_aware || self.shards.get().is_some() {
+            return;
+        }
+        if let Some(routes) = Routes::learn(c.hello_ok(), &c.addr) {
+            let pools = (0..routes.shards())
+                .map(|_| Pool::new(self.pool.size))
+                .collect();
+            // Another thread may have learned them first: either copy will do.
+            let _ = self.shards.set(ShardPools { routes, pools });
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -302,13 +380,22 @@ struct PoolState {
 }
 
 impl Pool {
+    fn new(size: usize) -> Pool {
+        Pool {
+            state: Mutex::new(PoolState::default()),
+            freed: Condvar::new(),
+            size,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, PoolState> {
         // The state is two plain fields, consistent even if a holder panicked.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits up to `wait` for a free slot; it comes with an idle connection if any.
-    fn acquire(&self, wait: Duration) -> Result<Slot<'_>> {
+    /// Waits up to `wait` for a free slot for requests to `target`; it comes with an
+    /// idle connection if any.
+    fn acquire(&self, wait: Duration, target: Target) -> Result<Slot<'_>> {
         let deadline = Instant::now() + wait;
         let mut st = self.lock();
         while st.out >= self.size {
@@ -321,7 +408,11 @@ impl Pool {
         }
         st.out += 1;
         let conn = st.idle.pop();
-        Ok(Slot { pool: self, conn })
+        Ok(Slot {
+            pool: self,
+            conn,
+            target,
+        })
     }
 }
 
@@ -330,6 +421,7 @@ impl Pool {
 struct Slot<'a> {
     pool: &'a Pool,
     conn: Option<Connection>,
+    target: Target,
 }
 
 impl Slot<'_> {
@@ -338,10 +430,7 @@ impl Slot<'_> {
         let reusable = self.conn.as_mut().is_some_and(Connection::is_reusable);
         let conn = match self.conn.take() {
             Some(c) if reusable => c,
-            _ => {
-                let first = inner.next_addr.fetch_add(1, Ordering::Relaxed);
-                Connection::connect_from(&inner.config, inner.tls.as_ref(), first)?
-            }
+            _ => inner.open(self.target)?,
         };
         Ok(self.conn.insert(conn))
     }
@@ -374,24 +463,22 @@ impl Client {
             inner: Arc::new(Inner {
                 config,
                 tls,
-                pool: Pool {
-                    state: Mutex::new(PoolState::default()),
-                    freed: Condvar::new(),
-                    size,
-                },
+                pool: Pool::new(size),
+                shards: OnceLock::new(),
                 next_addr: AtomicUsize::new(0),
             }),
         })
     }
 
     /// Like [`new`](Client::new), and opens one connection now so that a wrong address
-    /// or password shows up here rather than on the first request.
+    /// or password shows up here rather than on the first request (and a shard-aware
+    /// client learns the node's cores before it).
     pub fn connect(config: Config) -> Result<Client> {
         let client = Client::new(config)?;
         let mut slot = client
             .inner
             .pool
-            .acquire(client.inner.config.request_timeout)?;
+            .acquire(client.inner.config.request_timeout, Target::Any)?;
         slot.connection(&client.inner)?;
         drop(slot);
         Ok(client)
@@ -401,16 +488,25 @@ impl Client {
         &self.inner.config
     }
 
-    /// Runs `f` on a pooled connection, retrying per [`retry::should_retry`].
+    /// Whether requests go straight to the core that owns their key: shard-aware, and
+    /// the node described its cores (learned with the first connection).
+    pub fn routes_by_key(&self) -> bool {
+        self.inner.shards.get().is_some()
+    }
+
+    /// Runs `f` on a pooled connection for `target`, retrying per
+    /// [`retry::should_retry`].
     fn with_retry<T>(
         &self,
+        target: Target,
         idempotent: bool,
         mut f: impl FnMut(&mut Connection) -> Result<T>,
     ) -> Result<T> {
         let inner = &*self.inner;
         // One slot for all attempts: a retry reconnects in place instead of queueing
         // behind other callers again.
-        let mut slot = inner.pool.acquire(inner.config.request_timeout)?;
+        let pool = inner.pool(target);
+        let mut slot = pool.acquire(inner.config.request_timeout, target)?;
         let mut attempt = 0;
         loop {
             let (res, sent) = match slot.connection(inner) {
@@ -433,15 +529,16 @@ impl Client {
 
     /// Sends any request (retried if safe); an error response is `Err(Error::Server)`.
     pub fn execute(&self, req: Request) -> Result<Response> {
-        self.with_retry(req.is_idempotent(), |c| c.execute(&req))
+        let target = self.inner.target(&req);
+        self.with_retry(target, req.is_idempotent(), |c| c.execute(&req))
     }
 
-    /// Sends `reqs` on one connection in one write; responses in request order, errors
-    /// in place (see [`Connection::pipeline`]). Retried as a whole after a connection
+    /// Sends `reqs` on one connection (to any core) in one write; responses in request
+    /// order, errors in place (see [`Connection::pipeline`]). Retried as a whole after a connection
     /// failure only if every request is idempotent.
     pub fn pipeline(&self, reqs: Vec<Request>) -> Result<Vec<Response>> {
         let idempotent = reqs.iter().all(Request::is_idempotent);
-        self.with_retry(idempotent, |c| c.pipeline(&reqs))
+        self.with_retry(Target::Any, idempotent, |c| c.pipeline(&reqs))
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {

@@ -31,8 +31,15 @@ pub struct Config {
     /// First retry delay; it doubles per retry up to `backoff_max`, with jitter.
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
-    /// Most connections a `Client` opens at once (0 is treated as 1).
+    /// Most connections a `Client` opens at once (0 is treated as 1) for requests
+    /// that may go to any core; when shard-aware, as many again per core.
     pub pool_size: usize,
+    /// Send each single-key request (and each BATCH whose keys all live on one core)
+    /// straight to the core that owns its key, on a connection to that core's own
+    /// port, learned from the node's HELLO answer (protocol version 2). Without it,
+    /// or against a node that advertises no shard ports, every request goes to
+    /// whichever core the connection landed on, which forwards it to the owner.
+    pub shard_aware: bool,
     /// `Some`: connect with TLS (the server must run with `--tls-cert`/`--tls-key`);
     /// `None`: plain TCP.
     pub tls: Option<TlsConfig>,
@@ -51,6 +58,7 @@ impl Default for Config {
             backoff_initial: Duration::from_millis(10),
             backoff_max: Duration::from_secs(1),
             pool_size: 4,
+            shard_aware: true,
             tls: None,
         }
     }
@@ -70,6 +78,7 @@ impl fmt::Debug for Config {
             .field("backoff_initial", &self.backoff_initial)
             .field("backoff_max", &self.backoff_max)
             .field("pool_size", &self.pool_size)
+            .field("shard_aware", &self.shard_aware)
             .field("tls", &self.tls)
             .finish()
     }
@@ -131,6 +140,12 @@ impl Config {
         self
     }
 
+    /// Whether to route requests to the core that owns their key (default true).
+    pub fn shard_aware(mut self, on: bool) -> Config {
+        self.shard_aware = on;
+        self
+    }
+
     /// Connects with TLS, trusting and verifying as `tls` says.
     pub fn tls(mut self, tls: TlsConfig) -> Config {
         self.tls = Some(tls);
@@ -142,7 +157,7 @@ impl Config {
     ///
     /// User and password may be percent-encoded. The port defaults to 7700. Query keys:
     /// `connect_timeout_ms`, `request_timeout_ms`, `max_retries`, `pool_size`,
-    /// `client_name`; with `nextdbs://` also `ca_file` (required: the PEM file of the
+    /// `client_name`, `shard_aware` (`true` or `false`); with `nextdbs://` also `ca_file` (required: the PEM file of the
     /// certificates to trust, read now, see [`TlsConfig::from_ca_file`]) and
     /// `server_name` (see [`TlsConfig::server_name`]). An unknown key is an error so a
     /// typo does not pass silently.
@@ -225,6 +240,9 @@ impl Config {
                 "client_name" => {
                     cfg.client_name = percent_decode(v).ok_or_else(|| bad("bad escape"))?
                 }
+                "shard_aware" => {
+                    cfg.shard_aware = v.parse().map_err(|_| bad("shard_aware is true or false"))?
+                }
                 "ca_file" | "server_name" if !tls => {
                     return Err(bad(&format!("{k} needs nextdbs:// (TLS)")));
                 }
@@ -272,13 +290,14 @@ mod tests {
     #[test]
     fn url_with_everything() {
         let c = Config::from_url(
-            "nextdb://al%40ice:p%3Aw@db1,db2:7800,[::1]/?pool_size=2&request_timeout_ms=250",
+            "nextdb://al%40ice:p%3Aw@db1,db2:7800,[::1]/?pool_size=2&request_timeout_ms=250&shard_aware=false",
         )
         .unwrap();
         assert_eq!(c.user.as_deref(), Some("al@ice"));
         assert_eq!(c.password.as_deref(), Some("p:w"));
         assert_eq!(c.addrs, ["db1:7700", "db2:7800", "[::1]:7700"]);
         assert_eq!(c.pool_size, 2);
+        assert!(!c.shard_aware);
         assert_eq!(c.request_timeout, Duration::from_millis(250));
     }
 

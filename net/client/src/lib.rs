@@ -12,7 +12,11 @@
 //! and the retry policy, so they behave the same; they only move bytes and keep time.
 //!
 //! A [`Client`] is `Clone + Send + Sync` and holds a bounded pool of connections,
-//! opened on demand. Failed requests are retried with exponential backoff and jitter
+//! opened on demand. It is shard-aware ([`Config::shard_aware`], on by default): a
+//! node's HELLO answer gives its partition map and a port per core, so a single-key
+//! request goes on a connection to the core that owns its key (hashed with
+//! [`proto::slot_of`], the node's own function) and never hops between cores; SCAN
+//! and BATCHes across cores go to any core, which gathers them. Failed requests are retried with exponential backoff and jitter
 //! when that is safe: always after a retryable error response (BUSY and friends: the
 //! server did not apply the request), and after a lost connection only for idempotent
 //! requests (not INCR or CAS, which may already have applied).
@@ -78,6 +82,7 @@ mod config;
 mod error;
 mod ops;
 mod retry;
+mod routes;
 mod session;
 mod tls;
 

@@ -154,6 +154,8 @@ pub(crate) fn placeholder_hello() -> HelloOk {
         slots: 0,
         authenticated: false,
         auth_data: Vec::new(),
+        partitions: Vec::new(),
+        shard_ports: Vec::new(),
     }
 }
 
@@ -545,6 +547,8 @@ mod tests {
                 slots: 1,
                 authenticated: false,
                 auth_data: b"r=x,s=AAAA,i=4096".to_vec(),
+                partitions: Vec::new(),
+                shard_ports: Vec::new(),
             }),
         });
         assert!(matches!(r, Err(Error::Auth(_))));

@@ -40,7 +40,10 @@ fn handshake_with_scram() {
     let srv = FakeServer::start(secure());
     let conn = Connection::connect(&srv.auth_config()).unwrap();
     assert!(!conn.hello_ok().authenticated);
-    assert_eq!(conn.hello_ok().version, 1);
+    assert_eq!(
+        conn.hello_ok().version,
+        nextdb_client::proto::limits::MAX_VERSION
+    );
     let client = Client::connect(srv.auth_config()).unwrap();
     client.put(b"k", b"v").unwrap();
     assert_eq!(client.get(b"k").unwrap(), Some(b"v".to_vec()));

@@ -3,7 +3,16 @@
 
 /// Protocol versions this build speaks (inclusive).
 pub const MIN_VERSION: u16 = 1;
-pub const MAX_VERSION: u16 = 1;
+pub const MAX_VERSION: u16 = 2;
+/// The first version whose HELLO answer carries the partition map and the shard
+/// ports (shard-aware clients).
+pub const TOPOLOGY_VERSION: u16 = 2;
+
+/// Most shards a node reports in HELLO (and so most shard ports): a node runs one
+/// shard per core.
+pub const MAX_SHARDS: usize = 4096;
+/// Most entries of HELLO's partition map.
+pub const MAX_PARTITIONS: usize = 65_536;
 
 /// The four bytes that open a HELLO body.
 pub const MAGIC: [u8; 4] = *b"NXDB";

@@ -1,12 +1,14 @@
-//! Requests and responses of protocol v1 and their bodies. `docs/protocol.md` gives the
+//! Requests and responses of the native protocol and their bodies (version 2 differs
+//! from version 1 only in the HELLO answer, which it extends at the end). `docs/protocol.md` gives the
 //! same layouts in tables; keep the two in step.
 
 use crate::error::{ErrorCode, ProtoError};
 use crate::frame::{self, STATUS_ERROR, STATUS_OK};
 use crate::limits::{
-    MAGIC, MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_SCAN_LIMIT, MAX_SCAN_TOKEN_BYTES, MAX_STRING_BYTES,
-    MAX_TTL_MS, MAX_VALUE_BYTES,
+    MAGIC, MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_PARTITIONS, MAX_SCAN_LIMIT, MAX_SCAN_TOKEN_BYTES,
+    MAX_SHARDS, MAX_STRING_BYTES, MAX_TTL_MS, MAX_VALUE_BYTES, TOPOLOGY_VERSION,
 };
+use crate::routing::SlotRange;
 use crate::wire::{Reader, Writer};
 
 /// Opcodes (byte 4 of a frame).
@@ -54,6 +56,12 @@ pub struct HelloOk {
     pub authenticated: bool,
     /// SCRAM server-first-message; empty when authenticated.
     pub auth_data: Vec<u8>,
+    /// Version 2 on (empty in version 1): the partition map, slot ranges in order.
+    pub partitions: Vec<SlotRange>,
+    /// Version 2 on (empty in version 1): the port of each shard's own listener,
+    /// indexed by shard; 0 where a shard has none. A connection to shard `i`'s port on
+    /// the same host is served by core `i`, so no request on it hops cores.
+    pub shard_ports: Vec<u16>,
 }
 
 /// One operation of a BATCH.
@@ -605,6 +613,9 @@ impl Response {
                 w.u32(h.slots);
                 w.u8(h.authenticated as u8);
                 w.bytes(&h.auth_data);
+                if h.version >= TOPOLOGY_VERSION {
+                    write_topology(&mut w, h);
+                }
             }
             Response::AuthOk { data } => w.bytes(data),
             Response::Pong { payload } => w.bytes(payload),
@@ -672,15 +683,7 @@ impl Response {
             });
         }
         let resp = match opcode {
-            op::HELLO => Response::HelloOk(HelloOk {
-                version: r.u16("version")?,
-                server_name: r.str("server_name")?.to_owned(),
-                shard: r.u16("shard")?,
-                shards: r.u16("shards")?,
-                slots: r.u32("slots")?,
-                authenticated: read_bool(&mut r, "authenticated")?,
-                auth_data: r.bytes("auth_data", MAX_STRING_BYTES)?.to_vec(),
-            }),
+            op::HELLO => Response::HelloOk(decode_hello_ok(&mut r)?),
             op::AUTH => Response::AuthOk {
                 data: r.bytes("auth_data", MAX_STRING_BYTES)?.to_vec(),
             },
@@ -750,6 +753,70 @@ impl Response {
         r.finish()?;
         Ok(resp)
     }
+}
+
+/// HELLO answer, version 2 on: `partitions: u32 count, count × (start u32, end u32,
+/// shard u16)`, then `shard_ports: u16 count, count × u16`.
+fn write_topology(w: &mut Writer<'_>, h: &HelloOk) {
+    assert!(
+        h.partitions.len() <= MAX_PARTITIONS && h.shard_ports.len() <= MAX_SHARDS,
+        "a HELLO answer within the protocol's limits"
+    );
+    w.u32(h.partitions.len() as u32);
+    for p in &h.partitions {
+        w.u32(p.start);
+        w.u32(p.end);
+        w.u16(p.shard);
+    }
+    w.u16(h.shard_ports.len() as u16);
+    for &port in &h.shard_ports {
+        w.u16(port);
+    }
+}
+
+fn decode_hello_ok(r: &mut Reader<'_>) -> Result<HelloOk, ProtoError> {
+    let mut h = HelloOk {
+        version: r.u16("version")?,
+        server_name: r.str("server_name")?.to_owned(),
+        shard: r.u16("shard")?,
+        shards: r.u16("shards")?,
+        slots: r.u32("slots")?,
+        authenticated: read_bool(r, "authenticated")?,
+        auth_data: r.bytes("auth_data", MAX_STRING_BYTES)?.to_vec(),
+        partitions: Vec::new(),
+        shard_ports: Vec::new(),
+    };
+    if h.version < TOPOLOGY_VERSION {
+        return Ok(h);
+    }
+    let n = r.u32("partition count")? as usize;
+    if n > MAX_PARTITIONS {
+        return Err(ProtoError::TooLong {
+            what: "partitions",
+            len: n,
+            max: MAX_PARTITIONS,
+        });
+    }
+    h.partitions.reserve(n.min(r.remaining() / 10));
+    for _ in 0..n {
+        h.partitions.push(SlotRange {
+            start: r.u32("partition start")?,
+            end: r.u32("partition end")?,
+            shard: r.u16("partition shard")?,
+        });
+    }
+    let n = r.u16("shard port count")? as usize;
+    if n > MAX_SHARDS {
+        return Err(ProtoError::TooLong {
+            what: "shard ports",
+            len: n,
+            max: MAX_SHARDS,
+        });
+    }
+    for _ in 0..n {
+        h.shard_ports.push(r.u16("shard port")?);
+    }
+    Ok(h)
 }
 
 #[cfg(test)]
@@ -846,6 +913,33 @@ mod tests {
                 slots: 16384,
                 authenticated: false,
                 auth_data: b"r=abc".to_vec(),
+                partitions: Vec::new(),
+                shard_ports: Vec::new(),
+            }),
+        );
+        round_trip_resp(
+            op::HELLO,
+            Response::HelloOk(HelloOk {
+                version: 2,
+                server_name: "nextdb".into(),
+                shard: 0,
+                shards: 2,
+                slots: 16384,
+                authenticated: true,
+                auth_data: Vec::new(),
+                partitions: vec![
+                    SlotRange {
+                        start: 0,
+                        end: 8192,
+                        shard: 0,
+                    },
+                    SlotRange {
+                        start: 8192,
+                        end: 16384,
+                        shard: 1,
+                    },
+                ],
+                shard_ports: vec![7701, 0],
             }),
         );
         round_trip_resp(
@@ -882,6 +976,38 @@ mod tests {
         round_trip_resp(op::TTL, Response::Ttl(TtlState::ExpiresIn(99)));
         round_trip_resp(op::TTL, Response::Ttl(TtlState::Missing));
         round_trip_resp(op::GET, Response::error(ErrorCode::Busy, "later"));
+    }
+
+    #[test]
+    fn a_version_1_hello_answer_has_no_topology() {
+        // A version-1 client reads exactly the version-1 layout, whatever the server
+        // knows about its shards.
+        let h = HelloOk {
+            version: 1,
+            server_name: "n".into(),
+            shard: 0,
+            shards: 2,
+            slots: 16384,
+            authenticated: true,
+            auth_data: Vec::new(),
+            partitions: vec![SlotRange {
+                start: 0,
+                end: 16384,
+                shard: 0,
+            }],
+            shard_ports: vec![1, 2],
+        };
+        let mut v1 = Vec::new();
+        Response::HelloOk(h.clone()).encode(op::HELLO, 0, &mut v1);
+        let mut v2 = Vec::new();
+        let h2 = HelloOk { version: 2, ..h };
+        Response::HelloOk(h2).encode(op::HELLO, 0, &mut v2);
+        assert_eq!(v2.len(), v1.len() + 4 + 10 + 2 + 4);
+        let back = Response::decode(op::HELLO, STATUS_OK, &v1[HEADER_BYTES..]).unwrap();
+        let Response::HelloOk(back) = back else {
+            panic!("not a HELLO answer")
+        };
+        assert!(back.partitions.is_empty() && back.shard_ports.is_empty());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Limits and settings of the native protocol server, in one place.
 
+use crate::server::ShardPorts;
 use crate::users::UserStore;
 use nextdb_proto::scram::MockAuthSecret;
 use std::net::SocketAddr;
@@ -65,6 +66,9 @@ pub struct ServerConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Address of the PostgreSQL protocol listener (None: not served).
     pub pg_listen: Option<SocketAddr>,
+    /// Each core's own native listener, for shard-aware clients (`server::ShardPorts`;
+    /// on by default, each core on an ephemeral port of the `listen` IP).
+    pub shard_ports: Arc<ShardPorts>,
 }
 
 impl ServerConfig {
@@ -78,6 +82,7 @@ impl ServerConfig {
             max_connections_per_shard: MAX_CONNECTIONS_PER_SHARD,
             tls: None,
             pg_listen: None,
+            shard_ports: Arc::new(ShardPorts::new(Some(0))),
         }
     }
 }

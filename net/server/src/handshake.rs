@@ -8,7 +8,8 @@ use crate::config::{HANDSHAKE_TIMEOUT, SERVER_NAME, ServerConfig};
 use crate::frames::{Frame, FrameIo};
 use futures_lite::future::FutureExt;
 use futures_lite::{AsyncRead, AsyncWrite};
-use nextdb_proto::limits::{MAX_VERSION, MIN_VERSION};
+use nextdb_proto::SlotRange;
+use nextdb_proto::limits::{MAX_VERSION, MIN_VERSION, TOPOLOGY_VERSION};
 use nextdb_proto::message::{HelloOk, op};
 use nextdb_proto::scram::{MECHANISM, ServerExchange};
 use nextdb_proto::{ErrorCode, Hello, Request, Response};
@@ -171,7 +172,22 @@ fn on_hello<S: AsyncRead + AsyncWrite + Unpin>(
         slots: SLOTS,
         authenticated: false,
         auth_data: Vec::new(),
+        partitions: Vec::new(),
+        shard_ports: Vec::new(),
     };
+    if hi >= TOPOLOGY_VERSION {
+        ok.partitions = ctx
+            .map
+            .partitions()
+            .iter()
+            .map(|p| SlotRange {
+                start: p.start,
+                end: p.end,
+                shard: p.shard as u16,
+            })
+            .collect();
+        ok.shard_ports = cfg.shard_ports.ports(ctx.shards);
+    }
     // Start the SCRAM exchange once, noting whether it names a known user: an
     // insecure node still runs SCRAM for such a client, which requires mutual
     // authentication; anyone else is let in there without it.

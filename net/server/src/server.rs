@@ -1,5 +1,8 @@
-//! The native protocol listener of one core. Every core binds the same address with
-//! SO_REUSEPORT, so the kernel spreads connections over the cores.
+//! The native protocol listeners of one core. Every core binds the node's address
+//! with SO_REUSEPORT, so the kernel spreads connections over the cores; and, unless
+//! configured off, an address of its own (the node's IP, its shard port), published in
+//! [`ShardPorts`] and advertised in HELLO, so a shard-aware client can reach the core
+//! that owns a key without a hop between cores.
 
 use crate::config::{SHUTDOWN_GRACE, ServerConfig};
 use crate::conn::{refuse, serve_connection};
@@ -9,9 +12,68 @@ use glommio::net::TcpListener;
 use nextdb_proto::ErrorCode;
 use nextdb_shard::ShardContext;
 use std::cell::Cell;
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
+
+/// The shard ports of a node: how each core picks its own listener's port, and the
+/// ports bound so far (shared by every core: each writes its own once, HELLO reads all).
+#[derive(Debug)]
+pub struct ShardPorts {
+    /// None: no per-core listeners. Some(0): each core binds an ephemeral port.
+    /// Some(base): core `i` binds `base + i`.
+    base: Option<u16>,
+    /// shard → bound port (0: not bound yet, or none).
+    bound: RwLock<Vec<u16>>,
+}
+
+impl ShardPorts {
+    pub fn new(base: Option<u16>) -> ShardPorts {
+        ShardPorts {
+            base,
+            bound: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Whether cores listen on ports of their own.
+    pub fn enabled(&self) -> bool {
+        self.base.is_some()
+    }
+
+    /// The address core `shard` listens on, beside the node's `listen` address.
+    fn addr_for(&self, listen: SocketAddr, shard: usize) -> Option<Result<SocketAddr, String>> {
+        let base = self.base?;
+        if base == 0 {
+            return Some(Ok(SocketAddr::new(listen.ip(), 0)));
+        }
+        Some(
+            u16::try_from(usize::from(base) + shard)
+                .map(|p| SocketAddr::new(listen.ip(), p))
+                .map_err(|_| format!("shard port {base} + {shard} is above 65535")),
+        )
+    }
+
+    fn publish(&self, shard: usize, port: u16) {
+        // A plain list of ports: consistent even if a holder panicked.
+        let mut b = self.bound.write().unwrap_or_else(PoisonError::into_inner);
+        if b.len() <= shard {
+            b.resize(shard + 1, 0);
+        }
+        b[shard] = port;
+    }
+
+    /// The port of every shard `0..shards` (0 for one not bound); empty when off.
+    pub fn ports(&self, shards: usize) -> Vec<u16> {
+        if !self.enabled() {
+            return Vec::new();
+        }
+        let b = self.bound.read().unwrap_or_else(PoisonError::into_inner);
+        (0..shards)
+            .map(|s| b.get(s).copied().unwrap_or(0))
+            .collect()
+    }
+}
 
 enum Accepted {
     Conn(glommio::Result<glommio::net::TcpStream, ()>),
@@ -28,12 +90,55 @@ pub async fn serve(ctx: Rc<ShardContext>, cfg: Arc<ServerConfig>) {
             return;
         }
     };
+    let own = match bind_shard_port(&ctx, &cfg) {
+        Ok(l) => l,
+        Err(e) => return ctx.fail(e),
+    };
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    ctx.mark_ready(&format!("native protocol on {addr}"));
     let open = Rc::new(Cell::new(0usize));
+    let own_loop = own.map(|l| {
+        let (ctx, cfg, open) = (ctx.clone(), cfg.clone(), open.clone());
+        glommio::spawn_local(accept_loop(ctx, cfg, l, open))
+    });
+    ctx.mark_ready(&format!("native protocol on {addr}"));
+    accept_loop(ctx.clone(), cfg, listener, open.clone()).await;
+    if let Some(l) = own_loop {
+        l.await;
+    }
+    // Connections see the same stop signal and drain themselves.
+    let deadline = Instant::now() + SHUTDOWN_GRACE + Duration::from_secs(1);
+    while open.get() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Binds this core's own listener (if shard ports are on) and publishes its port.
+fn bind_shard_port(ctx: &ShardContext, cfg: &ServerConfig) -> Result<Option<TcpListener>, String> {
+    let Some(addr) = cfg.shard_ports.addr_for(cfg.listen, ctx.id()) else {
+        return Ok(None);
+    };
+    let addr = addr?;
+    let l = TcpListener::bind(addr)
+        .map_err(|e| format!("cannot listen on {addr} (shard port): {e}"))?;
+    let port = l
+        .local_addr()
+        .map_err(|e| format!("shard port of core {}: {e}", ctx.id()))?
+        .port();
+    cfg.shard_ports.publish(ctx.id(), port);
+    Ok(Some(l))
+}
+
+/// Accepts connections on `listener` until shutdown; `open` counts this core's
+/// connections over all its native listeners.
+async fn accept_loop(
+    ctx: Rc<ShardContext>,
+    cfg: Arc<ServerConfig>,
+    listener: TcpListener,
+    open: Rc<Cell<usize>>,
+) {
     loop {
         let ev = async { Accepted::Conn(listener.accept().await) }
             .or(async {
@@ -82,11 +187,5 @@ pub async fn serve(ctx: Rc<ShardContext>, cfg: Arc<ServerConfig>) {
             ctx2.core.stats.borrow_mut().conns.open -= 1;
         })
         .detach();
-    }
-    drop(listener);
-    // Connections see the same stop signal and drain themselves.
-    let deadline = Instant::now() + SHUTDOWN_GRACE + Duration::from_secs(1);
-    while open.get() > 0 && Instant::now() < deadline {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
     }
 }

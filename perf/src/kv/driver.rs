@@ -12,7 +12,7 @@ use super::keys::{
 use super::native::{self, Outcome};
 use super::resp::{self, Reply};
 use hdrhistogram::Histogram;
-use nextdb_proto::Response;
+use nextdb_proto::{HelloOk, Response, SlotMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +47,8 @@ pub struct Workload {
     /// The length of every value the load wrote: a GET must read back this many bytes.
     pub value_bytes: usize,
     pub seed: u64,
+    /// Native protocol: each connection is one per core, requests sent to the owner.
+    pub shard_aware: bool,
 }
 
 /// What a run measured (only requests sent and answered inside the measured window).
@@ -149,6 +151,8 @@ pub struct Conn {
     pub(super) rbuf: Vec<u8>,
     pub(super) rpos: usize,
     pub(super) wbuf: Vec<u8>,
+    /// The HELLO answer (native protocol).
+    pub(super) hello: Option<HelloOk>,
 }
 
 impl Conn {
@@ -161,13 +165,14 @@ impl Conn {
             rbuf: Vec::with_capacity(64 << 10),
             rpos: 0,
             wbuf: Vec::with_capacity(16 << 10),
+            hello: None,
         };
         if proto == Proto::Native {
             c.wbuf.clear();
             native::encode_hello(0, &mut c.wbuf);
             c.stream.write_all(&c.wbuf).await?;
             match c.read_frame().await? {
-                Response::HelloOk(h) if h.authenticated => {}
+                Response::HelloOk(h) if h.authenticated => c.hello = Some(h),
                 Response::HelloOk(_) => {
                     return Err(
                         "HELLO: the server wants authentication (start it with --insecure)".into(),
@@ -410,21 +415,112 @@ async fn read_batch(
 ) -> Result<()> {
     for n in 0..b.is_get.len() {
         let (rid, outcome) = c.read_reply().await?;
-        let done = Instant::now();
-        let slot = match rid {
-            Some(r) => r.wrapping_sub(b.first_id) as usize,
-            None => n,
-        };
-        if slot >= b.is_get.len() || b.answered[slot] {
-            return Err(format!("reply for request id {rid:?}, which is not in flight").into());
-        }
-        b.answered[slot] = true;
-        let measured = b.sent >= win.measure_from && done <= win.end;
-        let ns = measured
-            .then(|| u64::try_from(done.duration_since(b.sent).as_nanos()).unwrap_or(u64::MAX));
-        st.record(b.is_get[slot], outcome, w.value_bytes, ns)?;
+        take_reply(b, rid, n, outcome, w, win, st)?;
     }
     Ok(())
+}
+
+/// Books the reply to request `rid` (RESP: the `n`th of the batch).
+fn take_reply(
+    b: &mut Batch,
+    rid: Option<u32>,
+    n: usize,
+    outcome: Outcome,
+    w: &Workload,
+    win: &Window,
+    st: &mut RunResult,
+) -> Result<()> {
+    let done = Instant::now();
+    let slot = match rid {
+        Some(r) => r.wrapping_sub(b.first_id) as usize,
+        None => n,
+    };
+    if slot >= b.is_get.len() || b.answered[slot] {
+        return Err(format!("reply for request id {rid:?}, which is not in flight").into());
+    }
+    b.answered[slot] = true;
+    let measured = b.sent >= win.measure_from && done <= win.end;
+    let ns =
+        measured.then(|| u64::try_from(done.duration_since(b.sent).as_nanos()).unwrap_or(u64::MAX));
+    st.record(b.is_get[slot], outcome, w.value_bytes, ns)
+}
+
+/// A shard-aware driver connection: one connection per core of the node, on the
+/// cores' own ports, and the node's partition map.
+pub struct Routed {
+    map: SlotMap,
+    conns: Vec<Conn>,
+}
+
+impl Routed {
+    pub async fn connect(addr: SocketAddr) -> Result<Routed> {
+        let first = Conn::connect(addr, Proto::Native).await?;
+        let h = first
+            .hello
+            .ok_or_else(|| BoxError::from("no HELLO answer"))?;
+        let map = SlotMap::new(h.slots, h.shards, &h.partitions)?;
+        if h.shard_ports.len() != usize::from(h.shards) || h.shard_ports.contains(&0) {
+            return Err("--shard-aware: the node advertises no shard ports".into());
+        }
+        let mut conns = Vec::with_capacity(h.shard_ports.len());
+        for &port in &h.shard_ports {
+            conns.push(Conn::connect(SocketAddr::new(addr.ip(), port), Proto::Native).await?);
+        }
+        Ok(Routed { map, conns })
+    }
+}
+
+/// [`drive`] for a shard-aware connection: each batch's requests go to their keys'
+/// cores (one write per core), and all replies are read before the next batch.
+async fn drive_routed(
+    mut r: Routed,
+    w: Arc<Workload>,
+    values: Arc<ValuePool>,
+    zipf: Option<Arc<Zipfian>>,
+    index: usize,
+    win: Arc<Window>,
+) -> Result<RunResult> {
+    let seed = w.seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut keys = KeyChooser::new(w.keys, w.dist, zipf.as_deref(), seed);
+    let mut rng = FastRng::new(seed ^ 0xABCD);
+    let pipeline = w.pipeline.max(1);
+    let mut st = RunResult::new(w.duration.as_secs_f64())?;
+    let mut b = Batch {
+        is_get: vec![false; pipeline],
+        answered: vec![false; pipeline],
+        first_id: 0,
+        sent: Instant::now(),
+    };
+    let mut per_conn = vec![0usize; r.conns.len()];
+    let mut key = [0u8; KEY_BYTES];
+    let mut id: u32 = 0;
+    while Instant::now() < win.end {
+        r.conns.iter_mut().for_each(|c| c.wbuf.clear());
+        per_conn.iter_mut().for_each(|n| *n = 0);
+        b.first_id = id;
+        for g in b.is_get.iter_mut() {
+            *g = w.get_ratio >= 1.0 || rng.unit() < w.get_ratio;
+            format_key(keys.next(), &mut key);
+            let s = usize::from(r.map.shard_of(&key));
+            r.conns[s].push_request(*g, &key, values.get(rng.next_u64()), id);
+            per_conn[s] += 1;
+            id = id.wrapping_add(1);
+        }
+        b.answered.iter_mut().for_each(|a| *a = false);
+        b.sent = Instant::now();
+        for (c, &n) in r.conns.iter_mut().zip(&per_conn) {
+            if n > 0 {
+                c.stream.write_all(&c.wbuf).await?;
+            }
+        }
+        for (c, &n) in r.conns.iter_mut().zip(&per_conn) {
+            for i in 0..n {
+                let (rid, outcome) = c.read_reply().await?;
+                take_reply(&mut b, rid, i, outcome, &w, &win, &mut st)?;
+            }
+        }
+    }
+    Ok(st)
 }
 
 /// One connection's closed loop: a batch, all its replies, the next batch.
@@ -480,6 +576,9 @@ pub fn run(
     }
     let w = Arc::new(w.clone());
     let values = Arc::clone(values);
+    if w.shard_aware && proto == Proto::Native {
+        return run_routed(addr, w, values);
+    }
     runtime()?.block_on(async move {
         let conns = connect_all(addr, proto, w.connections).await?;
         let measure_from = Instant::now() + w.warmup;
@@ -502,6 +601,39 @@ pub fn run(
             })
             .collect();
         // A server that stops answering must not hang the suite.
+        let deadline = win.end + Duration::from_secs(30);
+        let mut out = RunResult::new(w.duration.as_secs_f64())?;
+        for h in handles {
+            let st = tokio::time::timeout_at(deadline.into(), h)
+                .await
+                .map_err(|_| BoxError::from("the server stopped answering"))???;
+            out.merge(st)?;
+        }
+        Ok(out)
+    })
+}
+
+/// [`run`] with shard-aware connections (`Workload::shard_aware`).
+fn run_routed(addr: SocketAddr, w: Arc<Workload>, values: Arc<ValuePool>) -> Result<RunResult> {
+    let zipf = check_workload(&w)?;
+    runtime()?.block_on(async move {
+        let mut conns = Vec::with_capacity(w.connections);
+        for _ in 0..w.connections {
+            conns.push(Routed::connect(addr).await?);
+        }
+        let measure_from = Instant::now() + w.warmup;
+        let win = Arc::new(Window {
+            measure_from,
+            end: measure_from + w.duration,
+        });
+        let handles: Vec<_> = conns
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let (w, values, zipf, win) = (w.clone(), values.clone(), zipf.clone(), win.clone());
+                tokio::spawn(drive_routed(c, w, values, zipf, i, win))
+            })
+            .collect();
         let deadline = win.end + Duration::from_secs(30);
         let mut out = RunResult::new(w.duration.as_secs_f64())?;
         for h in handles {

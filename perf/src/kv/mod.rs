@@ -100,6 +100,12 @@ pub struct KvArgs {
     /// get `_shards2`), meaningful only with more CPUs than shards.
     #[arg(long, default_value_t = 1)]
     pub shards: usize,
+    /// NextDB rows: every driver connection is one connection per core of the node
+    /// (its shard ports, from HELLO), each request sent on the connection of the core
+    /// that owns its key, as shard-aware clients do; row names get `_shard_aware`.
+    /// Meaningful with --shards 2 or more.
+    #[arg(long)]
+    pub shard_aware: bool,
     /// No cpusets: servers and driver go wherever the kernel puts them.
     #[arg(long)]
     pub no_pin: bool,
@@ -213,6 +219,7 @@ impl Ctx {
             rate,
             value_bytes: self.args.value_bytes,
             seed: self.args.seed,
+            shard_aware: spec.shard_aware,
         }
     }
 

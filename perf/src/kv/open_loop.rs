@@ -211,6 +211,7 @@ fn split(conn: Conn) -> Result<(std::net::TcpStream, Conn)> {
         rbuf: conn.rbuf,
         rpos: conn.rpos,
         wbuf: Vec::new(),
+        hello: conn.hello,
     };
     Ok((writer, reader))
 }
@@ -371,6 +372,7 @@ mod tests {
             rate: Some(1000.0),
             value_bytes: 8,
             seed: 1,
+            shard_aware: false,
         };
         let values = Arc::new(ValuePool::new(1, 8));
         let (r, _lag) = run(addr, Proto::Resp, &w, &values).unwrap();

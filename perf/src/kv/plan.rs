@@ -24,6 +24,9 @@ pub struct RowSpec {
     /// Also run `redis-benchmark -t TEST` for the peer.
     pub redis_benchmark: Option<&'static str>,
     pub meaning: &'static str,
+    /// NextDB side: the driver routes each request to the core that owns its key
+    /// (`--shard-aware`); the name gets `_shard_aware`.
+    pub shard_aware: bool,
 }
 
 fn get(
@@ -43,6 +46,7 @@ fn get(
         peak_fraction: None,
         redis_benchmark: rb,
         meaning,
+        shard_aware: false,
     }
 }
 
@@ -152,6 +156,9 @@ impl RowSpec {
         if shards > 1 {
             n = format!("{n}_shards{shards}");
         }
+        if self.shard_aware {
+            n = format!("{n}_shard_aware");
+        }
         n
     }
 }
@@ -160,6 +167,8 @@ impl RowSpec {
 pub fn select(args: &KvArgs) -> Result<Vec<RowSpec>> {
     let mut specs = default_rows();
     for s in &mut specs {
+        // Closed-loop rows only: the open-loop sender writes one connection each.
+        s.shard_aware = args.shard_aware && s.peak_fraction.is_none();
         if let Some(c) = args.connections {
             s.connections = c.max(1);
         }

@@ -201,6 +201,8 @@ fn hello_ok(authenticated: bool, auth_data: Vec<u8>) -> Response {
         slots: 16384,
         authenticated,
         auth_data,
+        partitions: Vec::new(),
+        shard_ports: Vec::new(),
     })
 }
 
