@@ -134,7 +134,8 @@ fn version_negotiation() {
     );
     match c.recv().unwrap().1 {
         Response::HelloOk(ok) => {
-            assert_eq!(ok.version, 1);
+            // The newest version both sides speak: the server's.
+            assert_eq!(ok.version, nextdb_proto::limits::MAX_VERSION);
             assert_eq!(ok.shards, 2);
             assert_eq!(ok.slots, 16384);
         }
