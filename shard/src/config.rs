@@ -139,3 +139,23 @@ pub fn available_cores() -> usize {
         .map(|n| n.get())
         .unwrap_or(1)
 }
+
+/// The CPU numbers this process may run on (its affinity mask, as `taskset` or a
+/// cgroup cpuset left it), in increasing order; empty if the kernel will not say.
+/// Shard `i` is pinned to entry `i` (modulo the count): pinning to CPU `i` itself
+/// would leave the mask an operator chose (`taskset -c 4-7` ran every shard on 0–3)
+/// or, under a cpuset, fail to start.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `cpu_set_t` is plain bits; zeroed is the empty set, and the kernel
+    // writes at most `size_of::<cpu_set_t>()` bytes into it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: pid 0 is this thread; `set` is valid for `size` bytes.
+    if unsafe { libc::sched_getaffinity(0, size, &mut set) } != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, the set's capacity.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}

@@ -183,13 +183,12 @@ impl Node {
         let mesh = MeshBuilder::<Envelope, _>::full(shards, MESH_QUEUE_DEPTH);
         let peers: Arc<Vec<AtomicUsize>> =
             Arc::new((0..shards).map(|_| AtomicUsize::new(usize::MAX)).collect());
-        let cpus = crate::config::available_cores();
+        let cpus = crate::config::allowed_cpus();
         let mut handles = Vec::new();
         for id in 0..shards {
-            let placement = if cfg.pin_cores {
-                Placement::Fixed(id % cpus)
-            } else {
-                Placement::Unbound
+            let placement = match cpus.len() {
+                n if cfg.pin_cores && n > 0 => Placement::Fixed(cpus[id % n]),
+                _ => Placement::Unbound,
             };
             let (cfg, mesh, peers, sd, service) = (
                 cfg.clone(),

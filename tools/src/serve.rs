@@ -63,7 +63,8 @@ pub struct ServeArgs {
     /// Deadline of a request on its core, in milliseconds (then TIMEOUT).
     #[arg(long, env = "NEXTDB_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
-    /// Let the kernel place shard threads instead of pinning shard i to CPU i.
+    /// Let the kernel place shard threads instead of pinning shard i to the i-th CPU
+    /// this process may use (its affinity mask: `taskset`, a cgroup cpuset).
     #[arg(long, env = "NEXTDB_NO_PIN")]
     pub no_pin: Option<Option<bool>>,
     /// TLS certificate chain (PEM, leaf first): the native port then speaks TLS only.
