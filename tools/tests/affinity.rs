@@ -5,18 +5,9 @@
 mod common;
 
 use common::{Server, bin, free_port};
+use nextdb_shard::config::allowed_cpus;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// This thread's allowed CPUs (the server inherits the spawning thread's mask).
-fn allowed() -> Vec<usize> {
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    assert_eq!(unsafe { libc::sched_getaffinity(0, size, &mut set) }, 0);
-    (0..libc::CPU_SETSIZE as usize)
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect()
-}
 
 fn restrict_to(cpu: usize) {
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -47,7 +38,7 @@ fn shard_cpus(pid: u32) -> Vec<String> {
 #[test]
 fn shards_are_pinned_inside_the_allowed_cpus() {
     // The highest allowed CPU: on any machine with two or more, not CPU 0.
-    let cpu = *allowed().last().unwrap();
+    let cpu = *allowed_cpus().last().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     // A thread of its own, so the test harness's other threads keep their mask. The
