@@ -526,6 +526,11 @@ impl Reactor {
         Ok(source)
     }
 
+    /// NextDB patch: a receive armed once for the life of a socket (PATCHES.md).
+    pub(crate) fn recv_multishot(&self, fd: RawFd) -> Option<Source> {
+        self.sys.recv_multishot(fd)
+    }
+
     pub(crate) fn recv(&self, fd: RawFd, size: usize, flags: MsgFlags) -> Source {
         let source = self.new_source(fd, SourceType::SockRecv(None), None);
         self.sys.recv(&source, size, flags);

@@ -5,8 +5,9 @@
 //
 use crate::{
     reactor::Reactor,
-    sys::{self, Source, SourceType},
+    sys::{self, buf_ring::RecvMulti, Source, SourceType},
 };
+use futures_lite::future;
 use futures_lite::ready;
 use nix::sys::socket::MsgFlags;
 use std::{
@@ -215,12 +216,30 @@ impl Timeout {
     }
 }
 
+/// What a multishot receive has for a reader (NextDB patch).
+enum MultiRead {
+    /// Bytes, the end of the stream (`Ok(0)`), or the error that ended it.
+    Done(io::Result<usize>),
+    /// The receive is no longer armed and holds nothing: re-arm.
+    Ended,
+    /// Armed, nothing received yet.
+    Waiting,
+}
+
 #[derive(Debug)]
 pub(crate) struct NonBufferedStream<S> {
     reactor: Weak<Reactor>,
     stream: S,
     source_tx: Option<Source>,
     source_rx: Option<Source>,
+    /// NextDB patch (PATCHES.md): reads come from this multishot receive when the
+    /// kernel has provided buffer rings (`multishot`).
+    source_multi: Option<Source>,
+    multishot: bool,
+    /// The multishot receive ended (out of buffers, or cancelled because this reader
+    /// fell behind): the next read goes upstream's way (`recv`, else a readiness
+    /// poll), and the one after re-arms.
+    poll_once: bool,
     write_timeout: Timeout,
     read_timeout: Timeout,
 }
@@ -229,14 +248,38 @@ impl<S: AsRawFd> NonBufferedStream<S> {
     fn init(&mut self) {
         let reactor = self.reactor.upgrade().unwrap();
         let stream_fd = self.stream.as_raw_fd();
-        self.source_rx = Some(reactor.poll_read_ready(stream_fd));
+        // NextDB patch: one multishot receive for the life of the socket where the
+        // kernel has provided buffer rings; a readiness poll per read otherwise.
+        self.source_multi = reactor.recv_multishot(stream_fd);
+        self.multishot = self.source_multi.is_some();
+        if !self.multishot {
+            self.source_rx = Some(reactor.poll_read_ready(stream_fd));
+        }
+    }
+
+    /// Runs `f` on the multishot receive's state (`None`: not armed).
+    fn with_multishot<R>(&self, f: impl FnOnce(&mut RecvMulti) -> R) -> Option<R> {
+        let source = self.source_multi.as_ref()?;
+        let mut st = source.source_type_mut();
+        match &mut *st {
+            SourceType::SockRecvMulti(state) => Some(f(state)),
+            _ => None,
+        }
     }
 
     pub(crate) fn try_peek(&self, buf: &mut [u8]) -> Option<io::Result<usize>> {
+        if let Some(n) = self.with_multishot(|m| m.peek_into(buf)).filter(|n| *n > 0) {
+            return Some(Ok(n));
+        }
         super::yolo_peek(self.stream.as_raw_fd(), buf)
     }
 
     pub(crate) async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.multishot {
+            // Received bytes sit in the ring's buffers, not in the socket: a kernel
+            // peek would miss them. Wait for the receive to deliver some.
+            return future::poll_fn(|cx| self.poll_peek_multishot(cx, buf)).await;
+        }
         let source = self.reactor.upgrade().unwrap().recv(
             self.stream.as_raw_fd(),
             buf.len(),
@@ -253,6 +296,65 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         Ok(sz)
     }
 
+    fn poll_peek_multishot(&self, cx: &Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let got = self.with_multishot(|m| {
+            let n = m.peek_into(buf);
+            (n > 0 || m.eof || !m.armed).then_some(n)
+        });
+        match got.flatten() {
+            Some(n) => Poll::Ready(Ok(n)),
+            None if got.is_none() => {
+                Poll::Ready(super::yolo_peek(self.stream.as_raw_fd(), buf).unwrap_or(Ok(0)))
+            }
+            None => {
+                if let Some(source) = self.source_multi.as_ref() {
+                    source.add_waiter_single(cx.waker());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// NextDB patch: a read served from the multishot receive's buffers; `None` when
+    /// the receive has ended and holds nothing (this read then goes upstream's way).
+    fn poll_read_multishot(
+        &mut self,
+        reactor: &Reactor,
+        cx: &Context<'_>,
+        buf: &mut [u8],
+    ) -> Option<Poll<io::Result<usize>>> {
+        let state = self.with_multishot(|m| {
+            let n = m.read_into(buf);
+            if n > 0 || m.eof {
+                MultiRead::Done(Ok(n))
+            } else if let Some(e) = m.error.take() {
+                MultiRead::Done(Err(e))
+            } else if !m.armed {
+                MultiRead::Ended
+            } else {
+                MultiRead::Waiting
+            }
+        });
+        match state {
+            Some(MultiRead::Done(result)) => {
+                self.read_timeout.cancel_timer(reactor);
+                return Some(Poll::Ready(result));
+            }
+            Some(MultiRead::Ended) => {
+                self.source_multi = None;
+                return None;
+            }
+            Some(MultiRead::Waiting) => {}
+            None => self.source_multi = Some(reactor.recv_multishot(self.stream.as_raw_fd())?),
+        }
+        if let Err(e) = self.read_timeout.check(reactor) {
+            return Some(Poll::Ready(Err(e)));
+        }
+        self.source_multi.as_ref()?.add_waiter_single(cx.waker());
+        self.read_timeout.maybe_set_timer(reactor, cx.waker());
+        Some(Poll::Pending)
+    }
+
     pub(crate) fn poll_read(
         &mut self,
         cx: &Context<'_>,
@@ -260,7 +362,28 @@ impl<S: AsRawFd> NonBufferedStream<S> {
     ) -> Poll<io::Result<usize>> {
         let reactor = self.reactor.upgrade().unwrap();
         let reactor = reactor.as_ref();
+        if self.multishot && !self.poll_once {
+            match self.poll_read_multishot(reactor, cx, buf) {
+                Some(result) => return result,
+                None => self.poll_once = true,
+            }
+        }
+        let result = self.poll_read_polled(reactor, cx, buf);
+        if self.poll_once && result.is_ready() {
+            // Back to the multishot receive from the next read on.
+            self.poll_once = false;
+            self.source_rx = None;
+        }
+        result
+    }
 
+    /// Upstream's read: `recv`, and a readiness poll when it would block.
+    fn poll_read_polled(
+        &mut self,
+        reactor: &Reactor,
+        cx: &Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         let no_pending_poll = self
             .source_rx
             .as_ref()
@@ -275,7 +398,8 @@ impl<S: AsRawFd> NonBufferedStream<S> {
                 // Start an early poll if the buffer is not fully filled. So when
                 // the next time `poll_read` is called, it will be known immediately
                 // whether the underlying stream is ready for reading.
-                if result > 0 && result < buf.len() {
+                // (Not when the next read goes back to the multishot receive.)
+                if result > 0 && result < buf.len() && !self.multishot {
                     self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
                     // The `rush_dispatch`s here and after could be removed to
                     // improve performance if #458 is handled appropriately.
@@ -366,6 +490,9 @@ where
             stream: socket.into(),
             source_tx: None,
             source_rx: None,
+            source_multi: None,
+            multishot: false,
+            poll_once: false,
             write_timeout: Timeout::new(reactor.register_timer()),
             read_timeout: Timeout::new(reactor.register_timer()),
         };

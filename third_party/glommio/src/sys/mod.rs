@@ -20,6 +20,7 @@ use std::{
 };
 
 pub(super) mod blocking;
+pub(crate) mod buf_ring;
 pub(crate) mod hardware_topology;
 
 macro_rules! syscall {

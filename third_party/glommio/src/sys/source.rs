@@ -35,6 +35,8 @@ pub(crate) enum SourceType {
     PollAdd,
     SockSend(DmaBuffer),
     SockRecv(Option<DmaBuffer>),
+    /// NextDB patch: a multishot receive into the ring's provided buffers.
+    SockRecvMulti(crate::sys::buf_ring::RecvMulti),
     SockRecvMsg(
         Option<DmaBuffer>,
         libc::iovec,

@@ -36,6 +36,7 @@ use crate::{
     sys::{
         self,
         blocking::{BlockingThreadOp, BlockingThreadPool},
+        buf_ring::{self, BufRing, RecvMulti},
         dma_buffer::{BufferStorage, DmaBuffer},
         membarrier, DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
         PollableStatus, Source, SourceType, Statx, TimeSpec64,
@@ -77,6 +78,8 @@ enum UringOpDescriptor {
     SockSendMsg(*mut libc::msghdr, i32),
     SockRecv(usize, i32),
     SockRecvMsg(usize, i32),
+    /// NextDB patch: a multishot receive selecting buffers from group `.0`.
+    SockRecvMulti(u16),
     Nop,
 }
 
@@ -429,6 +432,15 @@ fn fill_sqe<F>(
                     };
                 });
             }
+            UringOpDescriptor::SockRecvMulti(group) => {
+                // No buffer of our own: the kernel picks one from the group for each
+                // segment, and the request stays armed until it fails or is cancelled.
+                sqe.prep_recv(op.fd, &mut [], MsgFlags::empty());
+                let raw = sqe.raw_mut();
+                raw.ioprio |= buf_ring::RECV_MULTISHOT;
+                raw.flags |= uring_sys::IOSQE_BUFFER_SELECT;
+                raw.buf_index.buf_index.index_or_group = group;
+            }
             UringOpDescriptor::Nop => sqe.prep_nop(),
         }
         sqe.set_user_data(user_data);
@@ -548,6 +560,9 @@ where
             return Some(false);
         }
 
+        if let Some(woke) = complete_multishot(&value, &source_map) {
+            return Some(woke);
+        }
         let src = source_map
             .borrow_mut()
             .consume_source(from_user_data(value.user_data()));
@@ -564,6 +579,35 @@ where
         return Some(woke);
     }
     None
+}
+
+/// NextDB patch: a completion of a multishot receive. The source stays in the map
+/// while the kernel says more completions follow; the last one removes it. `None` when
+/// the completion is not a multishot receive's.
+fn complete_multishot(cqe: &iou::CQE, source_map: &Rc<RefCell<SourceMap>>) -> Option<bool> {
+    let id = from_user_data(cqe.user_data());
+    let more = cqe.raw_flags() & buf_ring::CQE_F_MORE != 0;
+    let src = {
+        let mut map = source_map.borrow_mut();
+        if !matches!(map[id].borrow().source_type, SourceType::SockRecvMulti(_)) {
+            return None;
+        }
+        if more {
+            map[id].clone()
+        } else {
+            map.consume_source(id)
+        }
+    };
+    let mut inner = src.borrow_mut();
+    let cancel = match &mut inner.source_type {
+        SourceType::SockRecvMulti(state) => state.complete(cqe.raw_result(), cqe.raw_flags()),
+        _ => false,
+    };
+    if let (true, Some(e)) = (cancel, inner.enqueued.as_ref()) {
+        // The last completion (-ECANCELED) removes the source, as for any cancel.
+        e.queue.borrow_mut().cancel_request(e.id);
+    }
+    Some(inner.wakers.wake_waiters())
 }
 
 type SourceMap = FreeList<Pin<Rc<RefCell<InnerSource>>>>;
@@ -1187,8 +1231,13 @@ impl UringCommon for SleepableRing {
 
     fn consume_one_event(&mut self) -> Option<bool> {
         let source_map = self.source_map.clone();
+        let cqe = self.ring.peek_for_cqe();
+        // A multishot receive's request leaves the kernel with its last completion.
+        let finished = cqe
+            .as_ref()
+            .is_some_and(|c| c.raw_flags() & buf_ring::CQE_F_MORE == 0);
         process_one_event(
-            self.ring.peek_for_cqe(),
+            cqe,
             |source| match source.source_type {
                 SourceType::LinkRings => Some(()),
                 _ => None,
@@ -1203,7 +1252,9 @@ impl UringCommon for SleepableRing {
             source_map,
         )
         .map(|x| {
-            self.in_kernel -= 1;
+            if finished {
+                self.in_kernel -= 1;
+            }
             x
         })
     }
@@ -1241,6 +1292,9 @@ impl UringCommon for SleepableRing {
 pub(crate) struct Reactor {
     // FIXME: it is starting to feel we should clean this up to a Inner pattern
     main_ring: RefCell<SleepableRing>,
+    /// NextDB patch: the main ring's provided buffers for multishot socket receives;
+    /// `None` on kernels without them (sockets then use readiness polls).
+    buf_ring: Option<Rc<BufRing>>,
     latency_ring: RefCell<SleepableRing>,
     poll_ring: RefCell<PollRing>,
 
@@ -1358,6 +1412,7 @@ impl Reactor {
         }
 
         let link_fd = latency_ring.ring_fd();
+        let buf_ring = BufRing::register(main_ring.ring_fd());
 
         let eventfd_src = Source::new(
             IoRequirements::default(),
@@ -1373,6 +1428,7 @@ impl Reactor {
 
         Ok(Reactor {
             main_ring: RefCell::new(main_ring),
+            buf_ring,
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
@@ -1513,6 +1569,26 @@ impl Reactor {
             op,
             &mut self.source_map.borrow_mut(),
         );
+    }
+
+    /// NextDB patch: arms a multishot receive on `fd` in the main ring (whose buffer
+    /// group it draws from); `None` when the ring has no provided buffers.
+    pub(crate) fn recv_multishot(&self, fd: RawFd) -> Option<Source> {
+        let ring = self.buf_ring.as_ref()?;
+        let source = Source::new(
+            IoRequirements::default(),
+            fd,
+            SourceType::SockRecvMulti(RecvMulti::new(ring.clone())),
+            None,
+            None,
+        );
+        queue_request_into_ring(
+            &mut *self.main_ring.borrow_mut(),
+            &source,
+            UringOpDescriptor::SockRecvMulti(buf_ring::GROUP),
+            &mut self.source_map.borrow_mut(),
+        );
+        Some(source)
     }
 
     pub(crate) fn recv(&self, source: &Source, len: usize, flags: MsgFlags) {
