@@ -8,6 +8,7 @@
 
 pub mod cpu;
 pub mod dbbench;
+pub mod disk;
 pub mod engine;
 pub mod html;
 pub mod kv;

@@ -49,6 +49,8 @@ pub struct Measured {
     /// Open-loop runs: the p99 of how late the sender wrote requests against their
     /// schedule (the client's own precision; latency already counts it).
     pub send_lag_p99_us: Option<f64>,
+    /// Durable rows: the server's log commits (fdatasyncs) per second during the run.
+    pub log_commits_per_s: Option<f64>,
 }
 
 /// A latency histogram in nanoseconds as (percentile, µs) points.
@@ -186,6 +188,12 @@ impl Side {
         }
         v["settle_secs"] = json!(self.median_of(|m| m.settle_secs).map(round));
         v["write_amplification"] = json!(self.median_of(|m| m.write_amplification).map(round));
+        if let Some(c) = self.median_of(|m| m.log_commits_per_s) {
+            v["log_commits_per_s"] = json!(c.round());
+            if let Some(ops) = self.spread(|m| m.ops_per_s) {
+                v["writes_per_log_commit"] = json!(round(ops.median / c.max(1.0)));
+            }
+        }
         if let Some(lag) = self.median_of(|m| m.send_lag_p99_us) {
             v["send_lag_p99_us"] = json!(round(lag));
         }

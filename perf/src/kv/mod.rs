@@ -198,6 +198,8 @@ struct Ctx {
     placement: Option<Placement>,
     /// Each side's peak GET rate when get_uniform_c50_p1 was not among the rows.
     measured_peak: (Cell<Option<f64>>, Cell<Option<f64>>),
+    /// The data directory's commit latency, measured before the durable rows.
+    disk: Option<crate::disk::FsyncProbe>,
 }
 
 /// A server of one side and what it cost to get it ready.
@@ -275,6 +277,10 @@ impl Ctx {
     /// One measured run of `spec` against a running server.
     fn measure(&self, r: &mut Running, spec: &RowSpec, rate: Option<f64>) -> Result<Measured> {
         let w = self.workload(spec, rate);
+        let syncs_before = match (r.nextdb, spec.durable) {
+            (true, true) => Some(servers::nextdb_log_syncs(r.server.addr)?),
+            _ => None,
+        };
         let cpu = CpuMeter::start();
         let (res, lag) = match rate {
             Some(_) => open_loop::run(r.server.addr, r.server.proto, &w, &self.values)
@@ -291,6 +297,12 @@ impl Ctx {
         m.send_lag_p99_us = lag;
         if r.nextdb {
             m.write_amplification = servers::nextdb_write_amplification(r.server.addr)?;
+        }
+        if let Some(before) = syncs_before {
+            // The syncs of the warm-up are counted too, over the warm-up's time as well.
+            let syncs = servers::nextdb_log_syncs(r.server.addr)?.saturating_sub(before);
+            let secs = (w.warmup + w.duration).as_secs_f64();
+            m.log_commits_per_s = Some(syncs as f64 / secs);
         }
         eprintln!(
             "  {:<40} {:<34} {:>10.0} op/s  p50 {:>8.1} us  p99 {:>8.1} us  p999 {:>8.1} us",
@@ -328,14 +340,27 @@ fn run_inner(args: KvArgs) -> Result<()> {
     } else {
         Some(redis::server_version(&args.redis_server)?)
     };
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         values: Arc::new(ValuePool::new(args.seed, args.value_bytes)),
         redis_name: format!("redis {}", redis_version.as_deref().unwrap_or("?")),
         placement: place(&args)?,
         p,
         args,
         measured_peak: Default::default(),
+        disk: None,
     };
+    if results_need_disk(&ctx.args)? {
+        let probe = crate::disk::fsync_probe(&ctx.args.dir)
+            .map_err(|e| format!("fsync probe in {}: {e}", ctx.args.dir.display()))?;
+        eprintln!(
+            "disk: 4 KiB overwrite + fdatasync p50 {:.0} us, p99 {:.0} us: at most {:.0} \
+             commits/s one at a time",
+            probe.p50_us,
+            probe.p99_us,
+            probe.serial_commits_per_s()
+        );
+        ctx.disk = Some(probe);
+    }
     let mut results: Vec<RowResult> = specs
         .into_iter()
         .map(|spec| RowResult {
@@ -358,6 +383,11 @@ fn run_inner(args: KvArgs) -> Result<()> {
         }
     }
     output::write(&ctx, &results, redis_version)
+}
+
+/// Whether a durable row will run (the disk probe is for them).
+fn results_need_disk(a: &KvArgs) -> Result<bool> {
+    Ok(plan::select(a)?.iter().any(|s| s.durable) && !a.peer_only)
 }
 
 /// Starts one server of each side (as selected), then runs every row of the group.

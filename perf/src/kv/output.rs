@@ -114,6 +114,7 @@ fn config(ctx: &Ctx, redis_version: Option<String>) -> Value {
         "gates": format!("no ratio when a side had errors, unexpected misses, values of the wrong \
             length, or found counts more than {}% apart", report::FOUND_TOLERANCE * 100.0),
         "seed": a.seed,
+        "disk_commit_latency": ctx.disk.as_ref().map(crate::disk::FsyncProbe::json),
     })
 }
 

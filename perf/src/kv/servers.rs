@@ -319,6 +319,17 @@ pub fn nextdb_stats(addr: SocketAddr) -> Result<serde_json::Value> {
     }
 }
 
+/// Group commits (log fdatasyncs) of all shards so far, from STATS.
+pub fn nextdb_log_syncs(addr: SocketAddr) -> Result<u64> {
+    let v = nextdb_stats(addr)?;
+    let shards = v["shards"].as_array().cloned().unwrap_or_default();
+    shards
+        .iter()
+        .map(|s| s["engine"]["log_syncs"].as_u64())
+        .sum::<Option<u64>>()
+        .ok_or_else(|| "STATS has no engine.log_syncs".into())
+}
+
 /// The engines' write amplification (log + flush + compaction bytes per user byte),
 /// over all shards, from STATS.
 pub fn nextdb_write_amplification(addr: SocketAddr) -> Result<Option<f64>> {
