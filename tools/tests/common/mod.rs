@@ -93,6 +93,11 @@ impl Server {
             cmd.arg("--pg-listen")
                 .arg(format!("127.0.0.1:{}", free_port()));
         }
+        // And its own HTTP port (every test that looks at HTTP passes its own).
+        if !opts.extra.iter().any(|a| a == "--http-listen") {
+            cmd.arg("--http-listen")
+                .arg(format!("127.0.0.1:{}", free_port()));
+        }
         cmd
     }
 
