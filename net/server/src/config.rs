@@ -64,6 +64,11 @@ pub const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// HTTP: a client that does not read a response for this long is closed.
 pub const HTTP_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP: after an error answer the server reads and drops what the client still
+/// sends, up to these bytes and this time, before it closes (a close with unread
+/// bytes is a reset, which can destroy the answer before the client reads it).
+pub const HTTP_LINGER_MAX_BYTES: usize = 256 << 10;
+pub const HTTP_LINGER_TIMEOUT: Duration = Duration::from_secs(1);
 /// HTTP: connections one core serves at once; more are answered 503 and closed.
 pub const HTTP_MAX_CONNECTIONS_PER_SHARD: usize = 64;
 /// HTTP: requests one keep-alive connection may send before the server closes it.

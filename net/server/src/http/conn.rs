@@ -6,8 +6,9 @@ use super::request::{Head, HttpError, Method, Parsed, parse_head};
 use super::response::Response;
 use super::routes;
 use crate::config::{
-    HTTP_IDLE_TIMEOUT, HTTP_MAX_REQUESTS_PER_CONNECTION, HTTP_READ_CHUNK_BYTES,
-    HTTP_REQUEST_TIMEOUT, HTTP_WRITE_TIMEOUT,
+    HTTP_IDLE_TIMEOUT, HTTP_LINGER_MAX_BYTES, HTTP_LINGER_TIMEOUT,
+    HTTP_MAX_REQUESTS_PER_CONNECTION, HTTP_READ_CHUNK_BYTES, HTTP_REQUEST_TIMEOUT,
+    HTTP_WRITE_TIMEOUT,
 };
 use futures_lite::future::FutureExt;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -39,7 +40,9 @@ pub async fn serve_connection(ctx: &ShardContext, cfg: &HttpConfig, mut stream: 
             Err(End::Quiet) => break,
             Err(End::Error(e)) => {
                 let r = Response::text(e.status(), e.to_string());
-                let _ = write(&mut stream, &r.encode(false, false)).await;
+                if write(&mut stream, &r.encode(false, false)).await {
+                    linger(ctx, &mut stream).await;
+                }
                 break;
             }
         };
@@ -111,6 +114,27 @@ async fn read_some(
         buf.extend_from_slice(&chunk[..n]);
     }
     r
+}
+
+/// After an error answer: stops sending, then reads and drops what the client is
+/// still sending (bounded in bytes and time) before the close. Closing with unread
+/// bytes makes the kernel reset the connection, and a reset can destroy the answer
+/// before the client reads it (a client still sending a huge head would see a
+/// reset, not the 431).
+async fn linger(ctx: &ShardContext, stream: &mut TcpStream) {
+    if stream.shutdown(std::net::Shutdown::Write).await.is_err() {
+        return;
+    }
+    let until = Instant::now() + HTTP_LINGER_TIMEOUT;
+    let mut drained = 0usize;
+    let mut sink = Vec::with_capacity(HTTP_READ_CHUNK_BYTES);
+    while drained < HTTP_LINGER_MAX_BYTES {
+        sink.clear();
+        match read_some(ctx, stream, &mut sink, until).await {
+            Read::Bytes(n) => drained += n,
+            Read::Closed | Read::Deadline | Read::Stop => return,
+        }
+    }
 }
 
 /// Writes `wire`, giving up after `HTTP_WRITE_TIMEOUT`; false if it did not finish.

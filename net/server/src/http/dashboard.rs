@@ -13,22 +13,27 @@ use serde_json::{Value, json};
 
 pub const PAGE: &str = include_str!("dashboard.html");
 
-/// Upper bound (µs) of dashboard bucket `i`: 2^(i / buckets per octave), rounded up.
+/// Upper bound (µs) of dashboard bucket `i`: 2^(i / buckets per octave) rounded
+/// up, and at least i + 1 so that the narrow buckets below ~20 µs stay distinct.
 pub fn bucket_bound_us(i: usize) -> u64 {
-    2f64.powf(i as f64 / f64::from(DASHBOARD_BUCKETS_PER_OCTAVE))
-        .ceil() as u64
+    let log = 2f64
+        .powf(i as f64 / f64::from(DASHBOARD_BUCKETS_PER_OCTAVE))
+        .ceil() as u64;
+    log.max(i as u64 + 1)
 }
 
-/// The bucket a latency of `us` falls in (the last one holds everything above it).
+/// The first bucket whose bound holds `us` (the last one holds everything above).
 fn bucket_of(us: u64) -> usize {
-    let i = ((us.max(1) as f64).log2() * f64::from(DASHBOARD_BUCKETS_PER_OCTAVE)).ceil() as usize;
-    // Rounding of the log may land one bucket low; the bound decides.
-    let i = i.min(DASHBOARD_LATENCY_BUCKETS - 1);
-    if us > bucket_bound_us(i) && i + 1 < DASHBOARD_LATENCY_BUCKETS {
-        i + 1
-    } else {
-        i
+    let (mut lo, mut hi) = (0, DASHBOARD_LATENCY_BUCKETS - 1);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if bucket_bound_us(mid) >= us {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
     }
+    lo
 }
 
 /// Adds the counts of `h` into `buckets` (non-cumulative).

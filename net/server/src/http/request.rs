@@ -161,7 +161,7 @@ mod tests {
             (h.method, h.path.as_str(), h.keep_alive),
             (Method::Get, "/metrics", true)
         );
-        assert_eq!((h.head_bytes, h.body_bytes), (37, 0));
+        assert_eq!((h.head_bytes, h.body_bytes), (38, 0));
         let h = complete("HEAD / HTTP/1.1\r\nConnection: close\r\n\r\n");
         assert_eq!((h.method, h.keep_alive), (Method::Head, false));
         let h = complete("GET / HTTP/1.0\r\n\r\n");
