@@ -537,3 +537,99 @@ fn log_fsync_family(e: &mut Exposition, shards: &[ShardStatsSnapshot]) {
         e.sample(&format!("{name}_count"), &labels, s.engine.log_syncs as f64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hdrhistogram::Histogram;
+    use nextdb_shard::stats::{ConnStats, OpStats, RaftSnapshot};
+
+    fn snapshot(shard: usize, latencies_us: &[u64]) -> ShardStatsSnapshot {
+        let ops = OP_NAMES
+            .iter()
+            .map(|_| OpStats {
+                count: 0,
+                errors: 0,
+                latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
+            })
+            .collect::<Vec<_>>();
+        let mut s = ShardStatsSnapshot {
+            shard,
+            ops,
+            conns: ConnStats::default(),
+            forwarded: 0,
+            cross_core_sent: 0,
+            cross_core_received: 0,
+            in_flight: 0,
+            max_in_flight: 8,
+            raft: RaftSnapshot::default(),
+            engine: Default::default(),
+        };
+        for &us in latencies_us {
+            s.ops[0].count += 1;
+            s.ops[0].latency_us.record(us).unwrap();
+        }
+        s
+    }
+
+    fn value(text: &str, series: &str) -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.rsplit_once(' ').is_some_and(|(k, _)| k == series))
+            .unwrap_or_else(|| panic!("no {series}"));
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    }
+
+    #[test]
+    fn latency_histograms_are_cumulative_with_inf_equal_to_count() {
+        let info = NodeInfo {
+            version: "0.1.0",
+            sync: "fsync",
+            uptime_seconds: 1.5,
+            ready: true,
+        };
+        let text = render(
+            &[snapshot(0, &[30, 200, 3_000, 20_000_000]), snapshot(1, &[])],
+            &info,
+        );
+        let b = |le: &str| {
+            value(
+                &text,
+                &format!(
+                    "nextdb_request_duration_seconds_bucket{{shard=\"0\",op=\"get\",le=\"{le}\"}}"
+                ),
+            )
+        };
+        assert_eq!(b("0.00005"), 1.0);
+        assert_eq!(b("0.00025"), 2.0);
+        assert_eq!(b("0.005"), 3.0);
+        assert_eq!(b("10"), 3.0);
+        assert_eq!(b("+Inf"), 4.0);
+        let count = "nextdb_request_duration_seconds_count{shard=\"0\",op=\"get\"}";
+        assert_eq!(value(&text, count), 4.0);
+        let sum = value(
+            &text,
+            "nextdb_request_duration_seconds_sum{shard=\"0\",op=\"get\"}",
+        );
+        assert!((sum - 20.00323).abs() < 0.05, "{sum}");
+        assert_eq!(
+            value(&text, "nextdb_requests_total{shard=\"1\",op=\"get\"}"),
+            0.0
+        );
+        assert_eq!(value(&text, "nextdb_node_shards"), 2.0);
+        // Every sample's family is declared first, once.
+        let mut declared = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                assert!(declared.insert(rest.split(' ').next().unwrap().to_string()));
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|f| declared.contains(*f)))
+                    .unwrap_or(name);
+                assert!(declared.contains(family), "{line}");
+            }
+        }
+    }
+}
