@@ -50,6 +50,11 @@ impl AsyncLock {
     pub async fn lock(&self) -> LockGuard<'_> {
         self.inner.lock().await
     }
+
+    /// Whether a task holds the lock now (for reporting what a core is doing).
+    pub fn is_locked(&self) -> bool {
+        self.inner.try_lock().is_none()
+    }
 }
 
 #[cfg(test)]

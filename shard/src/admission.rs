@@ -53,6 +53,10 @@ impl Admission {
         self.in_flight.get()
     }
 
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     pub fn timeout(&self) -> Duration {
         self.timeout
     }

@@ -17,7 +17,7 @@ use crate::ops::{
     BatchOp, BatchResult, ResponseBudget, ShardOp, ShardReply, ShardResult, TtlState,
 };
 use crate::raft::Replica;
-use crate::stats::{ShardStatsSnapshot, Stats, engine_json};
+use crate::stats::{ShardStatsSnapshot, Stats};
 use futures_lite::FutureExt;
 use futures_lite::future;
 use nextdb_engine::batch::WriteBatch;
@@ -381,7 +381,10 @@ impl<F: FileSystem> ShardCore<F> {
             forwarded: st.forwarded,
             cross_core_sent: st.cross_core_sent,
             cross_core_received: st.cross_core_received,
-            engine: engine_json(&self.db.stats()),
+            in_flight: self.admission.in_flight(),
+            max_in_flight: self.admission.max(),
+            raft: self.replica.stats(),
+            engine: self.db.stats(),
         }
     }
 }

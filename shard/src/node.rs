@@ -346,6 +346,15 @@ fn start_core(
 ) -> Result<Rc<Event>, String> {
     nextdb_engine::runtime::spawn_background(&core.db).map_err(|e| e.to_string())?;
     answer_other_cores(core, receivers);
+    // The partition's group re-applies what it committed and starts serving now
+    // rather than at the first request, so an idle node becomes ready (`/readyz`).
+    let c = core.clone();
+    glommio::spawn_local(async move {
+        if let Err(e) = c.replica().wait_serving().await {
+            tracing::error!(shard = c.id, error = %e, "the partition's group cannot serve");
+        }
+    })
+    .detach();
     let stop_local = Rc::new(Event::new());
     {
         let (sd, n) = (shutdown.clone(), stop_local.clone());

@@ -221,6 +221,13 @@ impl<F: FileSystem, T: Transport> Router<F, T> {
 
     /// The STATS document of the whole node.
     pub async fn stats_json(&self) -> Result<String, ShardError> {
+        let snaps = self.stats_snapshots().await?;
+        Ok(node_json(&snaps, &self.core.sync.to_string()).to_string())
+    }
+
+    /// Every core's counters, gathered over the mesh (each core builds its own
+    /// snapshot; nothing is shared), in shard order.
+    pub async fn stats_snapshots(&self) -> Result<Vec<ShardStatsSnapshot>, ShardError> {
         let calls = (0..self.shards)
             .map(|s| self.call(s, ShardOp::Stats))
             .collect();
@@ -235,7 +242,7 @@ impl<F: FileSystem, T: Transport> Router<F, T> {
                 }
             }
         }
-        Ok(node_json(&snaps, &self.core.sync.to_string()).to_string())
+        Ok(snaps)
     }
 }
 

@@ -5,6 +5,7 @@
 //! snapshot from every core and merges the histograms for node totals.
 
 use hdrhistogram::Histogram;
+use nextdb_engine::db::DbStats;
 use serde_json::{Value, json};
 
 /// Operation kinds with their own counters, in protocol order.
@@ -82,7 +83,8 @@ impl Stats {
     }
 }
 
-/// What a core reports to STATS (sent across cores).
+/// What a core reports to STATS and to the HTTP endpoints (`/metrics`,
+/// `/debug/state`): built on the owning core when asked, sent across cores.
 pub struct ShardStatsSnapshot {
     pub shard: usize,
     pub ops: Vec<OpStats>,
@@ -90,7 +92,26 @@ pub struct ShardStatsSnapshot {
     pub forwarded: u64,
     pub cross_core_sent: u64,
     pub cross_core_received: u64,
-    pub engine: Value,
+    /// Requests executing on the core now (admission permits out), and the bound.
+    pub in_flight: usize,
+    pub max_in_flight: usize,
+    pub raft: RaftSnapshot,
+    pub engine: DbStats,
+}
+
+/// The state of a core's partition's Raft group.
+#[derive(Debug, Clone, Default)]
+pub struct RaftSnapshot {
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_index: u64,
+    pub leader: bool,
+    /// Serving reads and writes (`Replica::serving`: leader, its term's first entry
+    /// applied, recovery done).
+    pub serving: bool,
+    /// Proposals waiting for their entry to apply.
+    pub pending_proposals: usize,
 }
 
 impl std::fmt::Debug for ShardStatsSnapshot {
@@ -145,7 +166,7 @@ pub fn node_json(shards: &[ShardStatsSnapshot], sync: &str) -> Value {
             "ops": ops_json(&s.ops),
             "connections": conns_json(&s.conns),
             "cross_core": {"sent": s.cross_core_sent, "received": s.cross_core_received, "forwarded": s.forwarded},
-            "engine": s.engine,
+            "engine": engine_json(&s.engine),
         }));
     }
     json!({
@@ -172,7 +193,7 @@ fn conns_json(c: &ConnStats) -> Value {
 }
 
 /// The engine's counters as JSON.
-pub fn engine_json(s: &nextdb_engine::db::DbStats) -> Value {
+pub fn engine_json(s: &DbStats) -> Value {
     json!({
         "levels": s.levels.iter().map(|l| json!({"files": l.files, "bytes": l.bytes})).collect::<Vec<_>>(),
         "memtable_bytes": s.memtable_bytes,

@@ -45,6 +45,8 @@ pub fn run(dir: PathBuf, records: u64) -> i32 {
         data_dir: dir.clone(),
         listen,
         pg_listen,
+        // The demo is a throwaway node beside whatever else runs: no HTTP port.
+        http_listen: None,
         shard_port_base: Some(0),
         shards: available_cores(),
         sync: SyncMode::Fsync,

@@ -32,6 +32,11 @@ pub struct ServeArgs {
     /// Address of the PostgreSQL protocol, bound on every core (SO_REUSEPORT).
     #[arg(long, env = "NEXTDB_PG_LISTEN")]
     pub pg_listen: Option<SocketAddr>,
+    /// Address of the HTTP listener (`/metrics`, `/healthz`, `/readyz`,
+    /// `/debug/state`, the dashboard at `/`), bound on every core (SO_REUSEPORT);
+    /// `off` disables it. Default 127.0.0.1:8080.
+    #[arg(long, env = "NEXTDB_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
     /// Each core's own native port, advertised in HELLO so shard-aware clients reach
     /// the core that owns a key: `auto` (default: an ephemeral port per core, on the
     /// --listen IP), `off`, or a number BASE (core i listens on BASE + i).
@@ -82,6 +87,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
     pg_listen: Option<SocketAddr>,
+    http_listen: Option<String>,
     shard_ports: Option<String>,
     shards: Option<usize>,
     sync: Option<String>,
@@ -102,6 +108,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub pg_listen: SocketAddr,
+    /// None: no HTTP listener (`--http-listen off`).
+    pub http_listen: Option<SocketAddr>,
     /// None: no per-core ports; Some(0): ephemeral; Some(base): base + core.
     pub shard_port_base: Option<u16>,
     pub shards: usize,
@@ -150,6 +158,12 @@ impl ServeArgs {
                 .parse()
                 .map_err(|e| format!("default PostgreSQL address: {e}"))?,
         };
+        let http_listen = parse_http_listen(
+            self.http_listen
+                .or(file.http_listen)
+                .as_deref()
+                .unwrap_or(nextdb_net::config::HTTP_DEFAULT_LISTEN),
+        )?;
         let shard_port_base = parse_shard_ports(
             self.shard_ports
                 .or(file.shard_ports)
@@ -164,6 +178,7 @@ impl ServeArgs {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             listen,
             pg_listen,
+            http_listen,
             shards: self.shards.or(file.shards).unwrap_or_else(available_cores),
             sync,
             insecure: flag(self.insecure).or(file.insecure).unwrap_or(false),
@@ -213,6 +228,17 @@ impl ServeArgs {
             return Err("--memtable-mb and --block-cache-mb must be at least 1".into());
         }
         Ok(s)
+    }
+}
+
+/// `off` → None, an address → Some(address).
+fn parse_http_listen(v: &str) -> Result<Option<SocketAddr>, String> {
+    match v {
+        "off" => Ok(None),
+        a => a
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("--http-listen is an address (IP:PORT) or off, not {a:?}")),
     }
 }
 
@@ -278,6 +304,10 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     println!("  data_dir                  = {}", s.data_dir.display());
     println!("  listen                    = {}", s.listen);
     println!("  pg_listen                 = {}", s.pg_listen);
+    println!(
+        "  http_listen               = {}",
+        s.http_listen.map_or("off".to_string(), |a| a.to_string())
+    );
     println!(
         "  shard_ports               = {}",
         match s.shard_port_base {
@@ -348,10 +378,13 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     server.mock_auth = mock_auth;
     server.pg_listen = Some(s.pg_listen);
     server.shard_ports = Arc::new(nextdb_net::server::ShardPorts::new(s.shard_port_base));
+    server.http = s
+        .http_listen
+        .map(|a| Arc::new(nextdb_net::http::HttpConfig::new(a)));
     let server = Arc::new(server);
     let result = Node::run(node, shutdown, move |ctx| {
         let server = server.clone();
-        async move { nextdb_net::pg::serve_all(ctx, server).await }
+        async move { nextdb_net::serve_node(ctx, server).await }
     });
     match result {
         Ok(()) => {

@@ -51,6 +51,7 @@ fn shards_are_pinned_inside_the_allowed_cpus() {
             .arg(&path)
             .args(["--listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--pg-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--http-listen", "off"])
             .args(["--shards", "1", "--sync", "none", "--insecure"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

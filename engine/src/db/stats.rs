@@ -1,6 +1,7 @@
 //! Counters and statistics of one engine (for `admin stats`, metrics and benchmarks).
 
 use super::Db;
+use crate::config::EngineConfig;
 use crate::fs::FileSystem;
 
 /// Sizes of one level.
@@ -45,6 +46,20 @@ pub struct DbStats {
     /// Point reads a table answered from the row cache, and the rows it holds.
     pub row_cache_hits: u64,
     pub row_cache_entries: usize,
+    /// Bytes compaction must rewrite to bring every level within its target:
+    /// L0's bytes once it reaches `l0_compaction_trigger` files, plus each deeper
+    /// level's bytes over `level_target_bytes` (RocksDB's pending-compaction estimate,
+    /// without the fan-out factor).
+    pub compaction_debt_bytes: u64,
+    /// A flush or a compaction is running (or picking its inputs) now.
+    pub flush_running: bool,
+    pub compaction_running: bool,
+    /// Synced writes appended and waiting for their group commit's fsync.
+    pub pending_syncs: usize,
+    /// Log segment files on disk.
+    pub log_segments: usize,
+    /// Why background work stopped (writes are refused after it).
+    pub background_error: Option<String>,
 }
 
 #[derive(Default)]
@@ -62,6 +77,21 @@ pub(super) struct Counters {
     pub(super) delayed_micros: u64,
 }
 
+/// Bytes compaction owes (`DbStats::compaction_debt_bytes`).
+fn compaction_debt(levels: &[LevelStats], cfg: &EngineConfig) -> u64 {
+    let mut debt = 0u64;
+    for (level, l) in levels.iter().enumerate() {
+        if level == 0 {
+            if l.files >= cfg.l0_compaction_trigger {
+                debt = debt.saturating_add(l.bytes);
+            }
+        } else {
+            debt = debt.saturating_add(l.bytes.saturating_sub(cfg.level_target_bytes(level)));
+        }
+    }
+    debt
+}
+
 impl<F: FileSystem> Db<F> {
     pub fn stats(&self) -> DbStats {
         let st = self.st.borrow();
@@ -73,7 +103,7 @@ impl<F: FileSystem> Db<F> {
             .as_ref()
             .map(|r| r.stats())
             .unwrap_or_default();
-        let levels = st
+        let levels: Vec<LevelStats> = st
             .version
             .levels
             .iter()
@@ -83,6 +113,7 @@ impl<F: FileSystem> Db<F> {
             })
             .collect();
         let written = log.bytes_written + c.flush_bytes + c.compaction_written;
+        let debt = compaction_debt(&levels, &self.cfg);
         let lookups = cache.hits + cache.misses;
         DbStats {
             levels,
@@ -119,6 +150,12 @@ impl<F: FileSystem> Db<F> {
             cache_bytes: cache.bytes_used as u64,
             row_cache_hits: row.hits,
             row_cache_entries: row.entries,
+            compaction_debt_bytes: debt,
+            flush_running: self.flush_lock.is_locked(),
+            compaction_running: self.compaction_lock.is_locked(),
+            pending_syncs: st.pending_sync.len(),
+            log_segments: log.segments,
+            background_error: st.bg_error.clone(),
         }
     }
 
@@ -135,5 +172,26 @@ impl<F: FileSystem> Db<F> {
             st.closing,
             self.background_running.get()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compaction_debt_counts_l0_at_its_trigger_and_bytes_over_each_target() {
+        let cfg = EngineConfig::default();
+        let l = |files, bytes| LevelStats { files, bytes };
+        let under = cfg.l0_compaction_trigger - 1;
+        assert_eq!(compaction_debt(&[l(under, 100), l(1, 10)], &cfg), 0);
+        let t1 = cfg.level_target_bytes(1);
+        let t2 = cfg.level_target_bytes(2);
+        let levels = [
+            l(cfg.l0_compaction_trigger, 100),
+            l(3, t1 + 7),
+            l(2, t2 - 1),
+        ];
+        assert_eq!(compaction_debt(&levels, &cfg), 100 + 7);
     }
 }

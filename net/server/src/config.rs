@@ -48,6 +48,46 @@ pub const PG_MAX_PREPARED_PER_SESSION: usize = 10_000;
 pub const PG_SERVER_VERSION: &str = "15.0";
 /// Default address of the PostgreSQL protocol listener.
 pub const PG_DEFAULT_LISTEN: &str = "127.0.0.1:5433";
+/// HTTP (`http/`): default address of the listener (`/metrics`, the dashboard).
+pub const HTTP_DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// HTTP: bytes of a request's line and headers together; past it 431 and close.
+pub const HTTP_MAX_HEAD_BYTES: usize = 8 << 10;
+/// HTTP: headers of one request; past it 431 and close.
+pub const HTTP_MAX_HEADERS: usize = 32;
+/// HTTP: bytes of a request body. No endpoint takes one; a client's small body is
+/// read and dropped (the connection stays usable), a larger one is 413 and close.
+pub const HTTP_MAX_BODY_BYTES: usize = 4 << 10;
+/// HTTP: time a client has from the first byte of a request to the end of its
+/// body; a slower client is answered 408 and closed (slowloris).
+pub const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP: an idle keep-alive connection (no byte of a next request) is closed after it.
+pub const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// HTTP: a client that does not read a response for this long is closed.
+pub const HTTP_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP: after an error answer the server reads and drops what the client still
+/// sends, up to these bytes and this time, before it closes (a close with unread
+/// bytes is a reset, which can destroy the answer before the client reads it).
+pub const HTTP_LINGER_MAX_BYTES: usize = 256 << 10;
+pub const HTTP_LINGER_TIMEOUT: Duration = Duration::from_secs(1);
+/// HTTP: connections one core serves at once; more are answered 503 and closed.
+pub const HTTP_MAX_CONNECTIONS_PER_SHARD: usize = 64;
+/// HTTP: requests one keep-alive connection may send before the server closes it.
+pub const HTTP_MAX_REQUESTS_PER_CONNECTION: usize = 10_000;
+/// HTTP: bytes read from the socket at once.
+pub const HTTP_READ_CHUNK_BYTES: usize = 4 << 10;
+/// HTTP: how long cores other than 0 wait for core 0 to bind an ephemeral HTTP
+/// port (`--http-listen` with port 0) before giving up.
+pub const HTTP_PORT_WAIT: Duration = Duration::from_secs(10);
+/// `/metrics`: upper bounds (µs) of the request-latency histogram's buckets (then
+/// +Inf), Prometheus's usual spread from 50 µs to 10 s.
+pub const METRICS_LATENCY_BUCKETS_US: [u64; 17] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+/// Dashboard JSON: latency buckets are 2^(1/4) apart from 1 µs (four per octave,
+/// ~19% wide), this many of them (to ~67 s, past the longest tracked latency).
+pub const DASHBOARD_BUCKETS_PER_OCTAVE: u32 = 4;
+pub const DASHBOARD_LATENCY_BUCKETS: usize = 105;
 /// Name the server reports in HELLO.
 pub const SERVER_NAME: &str = concat!("nextdb ", env!("CARGO_PKG_VERSION"));
 
@@ -69,6 +109,8 @@ pub struct ServerConfig {
     /// Each core's own native listener, for shard-aware clients (`server::ShardPorts`;
     /// on by default, each core on an ephemeral port of the `listen` IP).
     pub shard_ports: Arc<ShardPorts>,
+    /// The HTTP listener (`/metrics`, the dashboard; None: not served).
+    pub http: Option<Arc<crate::http::HttpConfig>>,
 }
 
 impl ServerConfig {
@@ -83,6 +125,7 @@ impl ServerConfig {
             tls: None,
             pg_listen: None,
             shard_ports: Arc::new(ShardPorts::new(Some(0))),
+            http: None,
         }
     }
 }

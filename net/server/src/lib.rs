@@ -1,6 +1,7 @@
-//! `nextdb-net`: network services of a node: the native protocol v1 server
-//! (`docs/protocol.md`) and the PostgreSQL wire protocol (`pg`); HTTP follows. Everything here runs on a shard's
-//! glommio executor and is owned by that core.
+//! `nextdb-net`: network services of a node: the native protocol server
+//! (`docs/protocol.md`), the PostgreSQL wire protocol (`pg`) and HTTP (`http`:
+//! metrics, health, the dashboard). Everything here runs on a shard's glommio
+//! executor and is owned by that core.
 
 pub mod auth_secret;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod dispatch;
 pub mod file_error;
 pub mod frames;
 pub mod handshake;
+pub mod http;
 pub mod pg;
 pub mod server;
 pub mod tls;
@@ -28,3 +30,20 @@ const _: () = assert!(
 );
 pub use server::serve;
 pub use users::UserStore;
+
+/// Every service of a node on this core: HTTP (when configured; bound before the
+/// others report the core ready), PostgreSQL and the native protocol.
+pub async fn serve_node(
+    ctx: std::rc::Rc<nextdb_shard::ShardContext>,
+    cfg: std::sync::Arc<ServerConfig>,
+) {
+    let Some(http_cfg) = cfg.http.clone() else {
+        return pg::serve_all(ctx, cfg).await;
+    };
+    let listener = match http::bind(&ctx, &http_cfg).await {
+        Ok(l) => l,
+        Err(e) => return ctx.fail(e),
+    };
+    let http = http::serve(ctx.clone(), http_cfg, listener);
+    futures_lite::future::zip(pg::serve_all(ctx, cfg), http).await;
+}

@@ -20,6 +20,7 @@ mod output;
 mod plan;
 mod redis;
 mod resp;
+mod scrape;
 mod servers;
 
 use crate::cpu::{CpuMeter, CpuSet, Cpusets};
@@ -106,6 +107,11 @@ pub struct KvArgs {
     /// Meaningful with --shards 2 or more.
     #[arg(long)]
     pub shard_aware: bool,
+    /// NextDB rows: scrape the node's `/metrics` every second during each measured
+    /// run, as a Prometheus server would (the cost of observability; compare with a
+    /// run without it); row names get `_metrics_scraped`.
+    #[arg(long)]
+    pub scrape_metrics: bool,
     /// No cpusets: servers and driver go wherever the kernel puts them.
     #[arg(long)]
     pub no_pin: bool,
@@ -281,6 +287,10 @@ impl Ctx {
             (true, true) => Some(servers::nextdb_log_syncs(r.server.addr)?),
             _ => None,
         };
+        let scraper = match (spec.scraped, r.server.http) {
+            (true, Some(http)) if r.nextdb => Some(scrape::Scraper::start(http)),
+            _ => None,
+        };
         let cpu = CpuMeter::start();
         let (res, lag) = match rate {
             Some(_) => open_loop::run(r.server.addr, r.server.proto, &w, &self.values)
@@ -291,6 +301,10 @@ impl Ctx {
             ),
         };
         let cpu = cpu.stop();
+        if let Some(s) = scraper {
+            let scrapes = s.stop()?;
+            eprintln!("  /metrics scraped {scrapes} times during the run");
+        }
         r.server.check_alive()?;
         let mut m = measured(&res);
         m.cpu = Some(cpu);

@@ -27,6 +27,10 @@ pub struct RowSpec {
     /// NextDB side: the driver routes each request to the core that owns its key
     /// (`--shard-aware`); the name gets `_shard_aware`.
     pub shard_aware: bool,
+    /// NextDB side: `/metrics` is scraped every second during the measured run
+    /// (`--scrape-metrics`, the cost of observability); the name gets
+    /// `_metrics_scraped`.
+    pub scraped: bool,
 }
 
 fn get(
@@ -47,6 +51,7 @@ fn get(
         redis_benchmark: rb,
         meaning,
         shard_aware: false,
+        scraped: false,
     }
 }
 
@@ -159,6 +164,9 @@ impl RowSpec {
         if self.shard_aware {
             n = format!("{n}_shard_aware");
         }
+        if self.scraped {
+            n = format!("{n}_metrics_scraped");
+        }
         n
     }
 }
@@ -169,6 +177,7 @@ pub fn select(args: &KvArgs) -> Result<Vec<RowSpec>> {
     for s in &mut specs {
         // Closed-loop rows only: the open-loop sender writes one connection each.
         s.shard_aware = args.shard_aware && s.peak_fraction.is_none();
+        s.scraped = args.scrape_metrics;
         if let Some(c) = args.connections {
             s.connections = c.max(1);
         }

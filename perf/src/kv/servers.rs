@@ -21,6 +21,8 @@ pub struct Server {
     pub name: String,
     pub addr: SocketAddr,
     pub proto: Proto,
+    /// NextDB's HTTP address (`/metrics`); None for Redis.
+    pub http: Option<SocketAddr>,
     child: Option<Child>,
     log: PathBuf,
     /// Removed once the server has exited (the log stays).
@@ -66,6 +68,7 @@ impl Server {
             name: name.to_string(),
             addr,
             proto,
+            http: None,
             child: Some(child),
             log,
             data,
@@ -197,8 +200,11 @@ pub fn start_nextdb(
         .into());
     }
     let addr = loopback(free_port()?);
+    let http = loopback(free_port()?);
     let mut cmd = command(set, bin);
     cmd.arg("serve")
+        .arg("--http-listen")
+        .arg(http.to_string())
         .arg("--data-dir")
         .arg(&data)
         .arg("--listen")
@@ -214,14 +220,16 @@ pub fn start_nextdb(
         cmd.arg("--no-pin");
     }
     let log = dir.join(format!("nextdb-{sync}.log"));
-    Server::start(
+    let mut s = Server::start(
         &format!("nextdb (--sync {sync})"),
         cmd,
         addr,
         Proto::Native,
         log,
         data,
-    )
+    )?;
+    s.http = Some(http);
+    Ok(s)
 }
 
 /// `redis-server` without persistence, or with `appendfsync always` (`durable`), and

@@ -316,4 +316,18 @@ impl<F: FileSystem> Replica<F> {
     pub fn group(&self) -> std::cell::Ref<'_, RaftGroup> {
         self.group.borrow()
     }
+
+    /// The group's indexes and role, for STATS and `/metrics`.
+    pub fn stats(&self) -> crate::stats::RaftSnapshot {
+        let g = self.group.borrow();
+        crate::stats::RaftSnapshot {
+            term: g.term(),
+            commit_index: g.commit(),
+            applied_index: g.applied(),
+            last_index: g.last_index(),
+            leader: g.is_leader(),
+            serving: self.serving.get(),
+            pending_proposals: self.waiters.borrow().len(),
+        }
+    }
 }

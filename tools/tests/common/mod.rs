@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod http;
 pub mod load;
 
 pub fn bin() -> &'static str {
@@ -91,6 +92,11 @@ impl Server {
         // Each test node gets its own PostgreSQL port rather than sharing the default.
         if !opts.extra.iter().any(|a| a == "--pg-listen") {
             cmd.arg("--pg-listen")
+                .arg(format!("127.0.0.1:{}", free_port()));
+        }
+        // And its own HTTP port (every test that looks at HTTP passes its own).
+        if !opts.extra.iter().any(|a| a == "--http-listen") {
+            cmd.arg("--http-listen")
                 .arg(format!("127.0.0.1:{}", free_port()));
         }
         cmd
