@@ -11,6 +11,7 @@ pub mod frames;
 pub mod handshake;
 pub mod pg;
 pub mod server;
+pub mod slow_log;
 pub mod tls;
 pub mod users;
 
