@@ -24,12 +24,14 @@ fn big_batch(first_key: &[u8]) -> Request {
 
 fn start(extra: &[&str]) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = Opts::default();
-    opts.extra = ["--log-format", "json"]
-        .iter()
-        .chain(extra)
-        .map(|s| s.to_string())
-        .collect();
+    let opts = Opts {
+        extra: ["--log-format", "json"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect(),
+        ..Opts::default()
+    };
     let s = Server::start(dir.path(), &opts);
     (dir, s)
 }
