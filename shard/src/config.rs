@@ -103,6 +103,9 @@ impl std::fmt::Display for SyncMode {
     }
 }
 
+/// Default threshold of the slow-operation log, in milliseconds.
+pub const DEFAULT_SLOW_OP_MS: u64 = 100;
+
 /// What a node needs to start.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -117,6 +120,10 @@ pub struct NodeConfig {
     pub max_requests_in_flight: usize,
     /// Deadline of a request on its core.
     pub request_timeout: Duration,
+    /// Requests at least this slow are logged (`live.rs`); 0: the log is off.
+    pub slow_op_ms: u64,
+    /// The slow-operation log shows a key's length and hash, not its bytes.
+    pub slow_op_redact: bool,
 }
 
 impl NodeConfig {
@@ -129,6 +136,8 @@ impl NodeConfig {
             pin_cores: true,
             max_requests_in_flight: MAX_REQUESTS_IN_FLIGHT_PER_CORE,
             request_timeout: REQUEST_TIMEOUT,
+            slow_op_ms: DEFAULT_SLOW_OP_MS,
+            slow_op_redact: false,
         }
     }
 }

@@ -12,6 +12,7 @@
 use crate::admission::Admission;
 use crate::config::{KV_NAMESPACE, KV_PREFIX_BYTES, SCAN_ENTRY_OVERHEAD_BYTES, SyncMode};
 use crate::error::ShardError;
+use crate::live::LiveSettings;
 use crate::locks::KeyLocks;
 use crate::ops::{
     BatchOp, BatchResult, ResponseBudget, ShardOp, ShardReply, ShardResult, TtlState,
@@ -37,6 +38,8 @@ pub struct ShardCore<F: FileSystem> {
     /// The Raft group of the partition this core owns (one per core today).
     replica: Replica<F>,
     pub stats: RefCell<Stats>,
+    /// What a running node may change (`live.rs`); set through messages to this core.
+    pub live: LiveSettings,
 }
 
 /// The engine key of a user key.
@@ -78,6 +81,7 @@ impl<F: FileSystem> ShardCore<F> {
             admission,
             replica,
             stats: RefCell::new(Stats::default()),
+            live: LiveSettings::default(),
         })
     }
 

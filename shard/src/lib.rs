@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod failure;
+pub mod live;
 pub mod locks;
 pub mod meta;
 pub mod node;

@@ -275,7 +275,11 @@ where
     };
     let admission = Admission::new(cfg.max_requests_in_flight, cfg.request_timeout);
     let core = match ShardCore::new(id, db.clone(), cfg.sync, admission) {
-        Ok(core) => Rc::new(core),
+        Ok(core) => {
+            core.live.set_slow_op_ms(cfg.slow_op_ms);
+            core.live.set_slow_op_redact(cfg.slow_op_redact);
+            Rc::new(core)
+        }
         Err(e) => {
             let why = format!("cannot start the partition's raft group: {e}");
             let _ = db.close().await;

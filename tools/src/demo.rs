@@ -58,6 +58,9 @@ pub fn run(dir: PathBuf, records: u64) -> i32 {
         request_timeout_ms: nextdb_shard::config::REQUEST_TIMEOUT.as_millis() as u64,
         pin: true,
         tls: None,
+        slow_op_ms: nextdb_shard::config::DEFAULT_SLOW_OP_MS,
+        slow_op_redact: false,
+        log_format: crate::serve::LogFormat::Text,
     };
     let shutdown = Shutdown::new();
     let sd = shutdown.clone();

@@ -78,6 +78,25 @@ pub struct ServeArgs {
     /// TLS private key (PEM) of --tls-cert.
     #[arg(long, env = "NEXTDB_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Log requests at least this slow, in milliseconds (0: off; default 100).
+    #[arg(long, env = "NEXTDB_SLOW_OP_MS")]
+    pub slow_op_ms: Option<u64>,
+    /// The slow-operation log shows a key's length and a hash instead of its bytes.
+    #[arg(long, env = "NEXTDB_SLOW_OP_REDACT")]
+    pub slow_op_redact: Option<Option<bool>>,
+    /// Format of the log on standard error: `text` (default) or `json` (one object a
+    /// line).
+    #[arg(long, env = "NEXTDB_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Format of the node's log (`tracing` events on standard error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -100,6 +119,9 @@ struct FileConfig {
     no_pin: Option<bool>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    slow_op_ms: Option<u64>,
+    slow_op_redact: Option<bool>,
+    log_format: Option<LogFormat>,
 }
 
 /// Resolved settings.
@@ -123,6 +145,10 @@ pub struct Settings {
     pub pin: bool,
     /// Certificate chain and key (PEM) for TLS on the native port.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Threshold of the slow-operation log (0: off); `admin config set` changes it live.
+    pub slow_op_ms: u64,
+    pub slow_op_redact: bool,
+    pub log_format: LogFormat,
 }
 
 fn flag(v: Option<Option<bool>>) -> Option<bool> {
@@ -203,6 +229,14 @@ impl ServeArgs {
                 .or(file.request_timeout_ms)
                 .unwrap_or(nextdb_shard::config::REQUEST_TIMEOUT.as_millis() as u64),
             pin: !flag(self.no_pin).or(file.no_pin).unwrap_or(false),
+            slow_op_ms: self
+                .slow_op_ms
+                .or(file.slow_op_ms)
+                .unwrap_or(nextdb_shard::config::DEFAULT_SLOW_OP_MS),
+            slow_op_redact: flag(self.slow_op_redact)
+                .or(file.slow_op_redact)
+                .unwrap_or(false),
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             tls: match (
                 self.tls_cert.or(file.tls_cert),
                 self.tls_key.or(file.tls_key),
@@ -264,6 +298,7 @@ pub fn run(args: ServeArgs) -> i32 {
             return 2;
         }
     };
+    init_log(s.log_format);
     match serve(s) {
         Ok(()) => 0,
         Err(e) => {
@@ -330,6 +365,8 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     );
     println!("  max_requests_in_flight    = {}", s.max_requests_in_flight);
     println!("  request_timeout_ms        = {}", s.request_timeout_ms);
+    println!("  slow_op_ms                = {}", s.slow_op_ms);
+    println!("  slow_op_redact            = {}", s.slow_op_redact);
     let tls = match &s.tls {
         Some((cert, key)) => Some(nextdb_net::tls::server_config(cert, key)?),
         None => None,
@@ -372,6 +409,8 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     node.request_timeout = std::time::Duration::from_millis(s.request_timeout_ms);
     node.engine.memtable_bytes = s.memtable_mb << 20;
     node.engine.block_cache_bytes = s.block_cache_mb << 20;
+    node.slow_op_ms = s.slow_op_ms;
+    node.slow_op_redact = s.slow_op_redact;
     let mut server = ServerConfig::new(s.listen, s.insecure, Arc::new(users));
     server.max_connections_per_shard = s.max_connections_per_shard;
     server.tls = tls;
@@ -393,6 +432,20 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
         }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Sends `tracing` events at INFO and above (the slow-operation log among them) to
+/// standard error, as text or one JSON object a line.
+fn init_log(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false);
+    // Err: a subscriber is already set (an embedding caller's); keep it.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 /// Raises the open-file limit to its hard limit: every connection is a descriptor,

@@ -15,6 +15,7 @@ use crate::config::{
 use crate::dispatch;
 use crate::frames::{Frame, FrameIo};
 use crate::handshake::{self, Session};
+use crate::slow_log::{self, KeyTag, SlowOp};
 use event_listener::Event;
 use futures_lite::future::{self, FutureExt};
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -30,6 +31,7 @@ struct Finished {
     id: u32,
     opcode: u8,
     started: Instant,
+    key: KeyTag,
     resp: Response,
 }
 
@@ -95,6 +97,8 @@ struct Conn<S> {
     close_after_flush: bool,
     /// Whole frames wait in the read buffer because a per-connection limit was hit.
     backlog: bool,
+    /// Slow requests answered and not yet written (`slow_log`).
+    slow: Vec<SlowOp>,
 }
 
 /// Serves one accepted connection until it closes: plain, or TLS when the server has
@@ -145,6 +149,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
         close_after_flush: false,
         // Frames pipelined behind the handshake are served first.
         backlog: true,
+        slow: Vec::new(),
     };
     if let Err(e) = c.run().await {
         tracing::debug!(error = %e, "connection closed with an error");
@@ -173,6 +178,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             let written = self.io.flush().await?;
             self.ctx.core.stats.borrow_mut().conns.bytes_out += written as u64;
+            if !self.slow.is_empty() {
+                let (core, redact) = (self.ctx.core.id, self.ctx.core.live.slow_op_redact());
+                slow_log::log_written(core, redact, &mut self.slow);
+            }
             if self.should_close() {
                 return Ok(());
             }
@@ -262,19 +271,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             .set(self.comp.in_flight.get() - done.len());
         self.comp.held_bytes.set(0);
         for f in done {
-            self.answer(f.id, f.opcode, f.started, &f.resp);
+            self.answer(f.id, f.opcode, f.started, &f.key, &f.resp);
         }
     }
 
-    fn answer(&mut self, id: u32, opcode: u8, started: Instant, resp: &Response) {
+    fn answer(&mut self, id: u32, opcode: u8, started: Instant, key: &KeyTag, resp: &Response) {
         let ok = !matches!(resp, Response::Error { .. });
         let micros = started.elapsed().as_micros() as u64;
-        self.ctx
-            .core
-            .stats
-            .borrow_mut()
-            .record(dispatch::stats_index(opcode), micros, ok);
+        let op = dispatch::stats_index(opcode);
+        self.ctx.core.stats.borrow_mut().record(op, micros, ok);
         resp.encode(opcode, id, &mut self.io.out);
+        if micros >= self.ctx.core.live.slow_op_threshold_us() {
+            self.slow.push(SlowOp {
+                op: nextdb_shard::stats::OP_NAMES
+                    .get(op)
+                    .copied()
+                    .unwrap_or("other"),
+                key: *key,
+                exec_us: micros,
+                answered: Instant::now(),
+            });
+        }
     }
 
     /// Queues an error and closes the connection after flushing it.
@@ -318,7 +335,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             self.fatal(id, opcode, code, &e.to_string());
         } else {
             let resp = Response::error(code, e.to_string());
-            self.answer(id, opcode, Instant::now(), &resp);
+            self.answer(id, opcode, Instant::now(), &KeyTag::NONE, &resp);
         }
     }
 
@@ -329,7 +346,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.fatal(id, opcode, ErrorCode::ProtocolViolation, msg);
             }
             Request::Ping { payload } => {
-                self.answer(id, opcode, Instant::now(), &Response::Pong { payload });
+                let pong = Response::Pong { payload };
+                self.answer(id, opcode, Instant::now(), &KeyTag::NONE, &pong);
             }
             req => self.start(id, opcode, bytes, req).await,
         }
@@ -339,10 +357,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// its own task whose answer `collect` picks up.
     async fn start(&mut self, id: u32, opcode: u8, bytes: usize, req: Request) {
         let started = Instant::now();
+        let key = KeyTag::of(&req);
         let (ctx, session) = (self.ctx.clone(), self.session.clone());
         let mut fut = Box::pin(async move { dispatch::execute(ctx, &session, req).await });
         if let Some(resp) = future::poll_once(&mut fut).await {
-            self.answer(id, opcode, started, &resp);
+            self.answer(id, opcode, started, &key, &resp);
             return;
         }
         let comp = self.comp.clone();
@@ -362,6 +381,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 id,
                 opcode,
                 started,
+                key,
                 resp,
             });
             comp.notify.notify(usize::MAX);

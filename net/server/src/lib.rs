@@ -13,6 +13,7 @@ pub mod handshake;
 pub mod http;
 pub mod pg;
 pub mod server;
+pub mod slow_log;
 pub mod tls;
 pub mod users;
 
