@@ -67,7 +67,27 @@ impl<F: FileSystem> Db<F> {
                 w.await;
             }
         };
-        futures_lite::future::zip(futures_lite::future::zip(flusher, compactor), spares).await;
+        // Copies sealed log segments into the archive (`Log::set_archive`); the log
+        // keeps a segment until its copy is done.
+        let archiver = async {
+            loop {
+                let sealed = self.log.sealed_wait();
+                let w = self.bg_wake.wait();
+                if self.st.borrow().closing {
+                    break;
+                }
+                if self.log.wants_archive() {
+                    if let Err(e) = self.log.archive_next().await {
+                        self.set_error(&e);
+                        break;
+                    }
+                    continue;
+                }
+                futures_lite::future::or(sealed, w).await;
+            }
+        };
+        let fg = futures_lite::future::zip(flusher, compactor);
+        futures_lite::future::zip(fg, futures_lite::future::zip(spares, archiver)).await;
         self.background_running.set(false);
         self.changed.notify_all();
     }
