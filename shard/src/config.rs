@@ -117,6 +117,9 @@ pub struct NodeConfig {
     pub max_requests_in_flight: usize,
     /// Deadline of a request on its core.
     pub request_timeout: Duration,
+    /// Where each shard archives its sealed log segments (`ARCHIVE/shard-N`), for
+    /// point-in-time restore; None: no archive.
+    pub archive_dir: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -129,6 +132,7 @@ impl NodeConfig {
             pin_cores: true,
             max_requests_in_flight: MAX_REQUESTS_IN_FLIGHT_PER_CORE,
             request_timeout: REQUEST_TIMEOUT,
+            archive_dir: None,
         }
     }
 }

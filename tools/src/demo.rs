@@ -56,6 +56,7 @@ pub fn run(dir: PathBuf, records: u64) -> i32 {
         request_timeout_ms: nextdb_shard::config::REQUEST_TIMEOUT.as_millis() as u64,
         pin: true,
         tls: None,
+        archive_dir: None,
     };
     let shutdown = Shutdown::new();
     let sd = shutdown.clone();

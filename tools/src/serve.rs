@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// TLS private key (PEM) of --tls-cert.
     #[arg(long, env = "NEXTDB_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Copy every sealed log segment into DIR/shard-N (point-in-time restore with
+    /// `nextdb admin restore --archive-dir DIR --to-time T`).
+    #[arg(long, env = "NEXTDB_ARCHIVE_DIR")]
+    pub archive_dir: Option<PathBuf>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -94,6 +98,7 @@ struct FileConfig {
     no_pin: Option<bool>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    archive_dir: Option<PathBuf>,
 }
 
 /// Resolved settings.
@@ -115,6 +120,8 @@ pub struct Settings {
     pub pin: bool,
     /// Certificate chain and key (PEM) for TLS on the native port.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Log archive (absolute), if any.
+    pub archive_dir: Option<PathBuf>,
 }
 
 fn flag(v: Option<Option<bool>>) -> Option<bool> {
@@ -188,6 +195,13 @@ impl ServeArgs {
                 .or(file.request_timeout_ms)
                 .unwrap_or(nextdb_shard::config::REQUEST_TIMEOUT.as_millis() as u64),
             pin: !flag(self.no_pin).or(file.no_pin).unwrap_or(false),
+            archive_dir: match self.archive_dir.or(file.archive_dir) {
+                Some(d) => Some(
+                    std::path::absolute(&d)
+                        .map_err(|e| format!("--archive-dir {}: {e}", d.display()))?,
+                ),
+                None => None,
+            },
             tls: match (
                 self.tls_cert.or(file.tls_cert),
                 self.tls_key.or(file.tls_key),
@@ -300,6 +314,9 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     );
     println!("  max_requests_in_flight    = {}", s.max_requests_in_flight);
     println!("  request_timeout_ms        = {}", s.request_timeout_ms);
+    if let Some(a) = &s.archive_dir {
+        println!("  archive_dir               = {}", a.display());
+    }
     let tls = match &s.tls {
         Some((cert, key)) => Some(nextdb_net::tls::server_config(cert, key)?),
         None => None,
@@ -340,6 +357,7 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     node.pin_cores = s.pin;
     node.max_requests_in_flight = s.max_requests_in_flight;
     node.request_timeout = std::time::Duration::from_millis(s.request_timeout_ms);
+    node.archive_dir = s.archive_dir.clone();
     node.engine.memtable_bytes = s.memtable_mb << 20;
     node.engine.block_cache_bytes = s.block_cache_mb << 20;
     let mut server = ServerConfig::new(s.listen, s.insecure, Arc::new(users));

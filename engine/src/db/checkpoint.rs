@@ -18,6 +18,7 @@ use std::path::PathBuf;
 
 /// Where one shard's backup goes, and the previous backup of the same shard (for an
 /// incremental one): its directory and its files by name (`000004.sst`).
+#[derive(Debug, Clone)]
 pub struct BackupTarget {
     pub shard: u32,
     /// This shard's directory inside the backup (`BACKUP_DIR/shard-N`), created here.
