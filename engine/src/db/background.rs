@@ -77,11 +77,12 @@ impl<F: FileSystem> Db<F> {
                     break;
                 }
                 if self.log.wants_archive() {
-                    if let Err(e) = self.log.archive_next().await {
-                        self.set_error(&e);
-                        break;
+                    match self.log.archive_next().await {
+                        Ok(_) => continue,
+                        // Not fatal to writes: the log keeps the segment, and the copy
+                        // is tried again at the next seal or wake-up.
+                        Err(e) => tracing::error!(error = %e, "cannot archive a log segment"),
                     }
-                    continue;
                 }
                 futures_lite::future::or(sealed, w).await;
             }

@@ -53,7 +53,7 @@ impl<F: FileSystem> Db<F> {
         let _gc_pin = self.log.pin_gc();
         let snapshot = self.manifest.snapshot();
         let version = self.st.borrow().version.clone();
-        let cut = self.wait_for_cut().await?;
+        let cut = self.log.wait_cut().await?;
         let time_ms = wall_clock_ms();
         drop(lock);
         Manifest::create(self.fs.clone(), &t.dir, 0, &snapshot).await?;
@@ -80,17 +80,6 @@ impl<F: FileSystem> Db<F> {
         Ok(out)
     }
 
-    /// The log's cut once no rotation holds the writer.
-    async fn wait_for_cut(&self) -> Result<LogCut> {
-        loop {
-            if let Some(c) = self.log.cut() {
-                return Ok(c);
-            }
-            // A rotation is under way: it finishes within one fsync.
-            self.log.sync(self.log.last_lsn()).await?;
-        }
-    }
-
     async fn backup_table(
         &self,
         t: &BackupTarget,
@@ -107,10 +96,9 @@ impl<F: FileSystem> Db<F> {
             && let Some(want) = prev.get(&name)
         {
             let have = copy::sum_file(&self.fs, &src).await?;
-            if have == *want {
-                self.fs
-                    .hard_link(&prev_dir.join(&name), &t.dir.join(&name))
-                    .await?;
+            let to = t.dir.join(&name);
+            // Another file system than the previous backup's: copy instead.
+            if have == *want && self.fs.hard_link(&prev_dir.join(&name), &to).await.is_ok() {
                 out.files_linked += 1;
                 out.add(&t.rel, &name, have);
                 return Ok(());
@@ -138,12 +126,16 @@ impl<F: FileSystem> Db<F> {
             out.bytes_copied += sum.size;
             out.add(&rel, &name, sum);
         }
-        if let Some(archive) = self.log.archive_dir() {
+        if let Some(archive) = self.log.archive_dir()
+            && self.log.begin_partial_archive(cut.active_seq)
+        {
             // The active segment's durable prefix, so point-in-time restore reaches
             // this backup's point (the whole segment replaces it once sealed).
             let name = segment_name(cut.active_seq);
             let limit = Some(cut.active_end);
-            copy::copy_durably(&self.fs, &src.join(&name), &archive, &name, limit).await?;
+            let r = copy::copy_durably(&self.fs, &src.join(&name), &archive, &name, limit).await;
+            self.log.end_partial_archive();
+            r?;
         }
         self.fs.sync_dir(&t.dir).await
     }

@@ -95,6 +95,10 @@ struct Inner<F: FileSystem> {
     /// not copied there yet (`gc` keeps them).
     archive: Option<PathBuf>,
     unarchived: std::collections::BTreeSet<u64>,
+    /// A backup is copying this (active) segment's prefix into the archive: the
+    /// archiver leaves the segment alone until it is done, so the whole segment's
+    /// copy lands after the prefix's, never before.
+    partial_archive: Option<u64>,
     stats: LogStats,
 }
 
@@ -379,6 +383,7 @@ impl<F: FileSystem> Log<F> {
                 gc_pins: 0,
                 archive: None,
                 unarchived: Default::default(),
+                partial_archive: None,
                 stats,
             }),
             flushed: Notify::new(),
@@ -765,10 +770,44 @@ impl<F: FileSystem> Log<F> {
         self.inner.borrow().archive.clone()
     }
 
-    /// True when a sealed segment waits to be archived.
+    /// True when a sealed segment waits to be archived (and no backup is copying its
+    /// prefix there).
     pub fn wants_archive(&self) -> bool {
         let i = self.inner.borrow();
-        !i.unarchived.is_empty() && i.poisoned.is_none()
+        let next = i.unarchived.first();
+        next.is_some() && next != i.partial_archive.as_ref() && i.poisoned.is_none()
+    }
+
+    /// Starts copying the durable prefix of segment `seq` into the archive (a
+    /// backup): true if the log archives and `seq` is still the active segment (a
+    /// sealed one is, or will be, archived whole). Pair with `end_partial_archive`.
+    pub fn begin_partial_archive(&self, seq: u64) -> bool {
+        let mut i = self.inner.borrow_mut();
+        let ok = i.archive.is_some() && i.active_seq == seq && i.partial_archive.is_none();
+        if ok {
+            i.partial_archive = Some(seq);
+        }
+        ok
+    }
+
+    /// Ends a prefix copy: the archiver may copy that segment whole now.
+    pub fn end_partial_archive(&self) {
+        self.inner.borrow_mut().partial_archive = None;
+        self.sealed.notify_all();
+    }
+
+    /// The log's durable cut, waiting for a rotation under way to finish.
+    pub async fn wait_cut(&self) -> Result<LogCut> {
+        loop {
+            let w = self.flushed.wait();
+            if let Some(c) = self.cut() {
+                return Ok(c);
+            }
+            if let Some(p) = &self.inner.borrow().poisoned {
+                return Err(Error::Poisoned(p.clone()));
+            }
+            w.await;
+        }
     }
 
     /// Resolves once a segment was sealed (the archiver's wake-up).
@@ -782,7 +821,7 @@ impl<F: FileSystem> Log<F> {
         let (seq, dir) = {
             let i = self.inner.borrow();
             match (i.unarchived.first(), &i.archive) {
-                (Some(&s), Some(d)) => (s, d.clone()),
+                (Some(&s), Some(d)) if i.partial_archive != Some(s) => (s, d.clone()),
                 _ => return Ok(false),
             }
         };
