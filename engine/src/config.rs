@@ -124,6 +124,8 @@ pub const MANIFEST_ROLL_BYTES: u64 = 4 << 20;
 
 /// Largest backup manifest (`BACKUP`) a reader accepts: one line per file.
 pub const MAX_BACKUP_MANIFEST_BYTES: u64 = 64 << 20;
+/// Block cache of `admin verify` (it reads each block once).
+pub const VERIFY_CACHE_BYTES: usize = 1 << 20;
 /// Write buffer of a file copied into a backup or the log archive.
 pub const BACKUP_COPY_BUFFER_BYTES: usize = MAX_IO_BYTES;
 

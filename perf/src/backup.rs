@@ -89,13 +89,9 @@ pub fn run(args: BackupArgs) -> Result<(), String> {
 async fn measure(dir: &Path, mb: u64) -> Result<Figures, String> {
     let fs = DmaFs::new();
     let e = |e: nextdb_engine::Error| e.to_string();
-    let db = Db::open(
-        fs.clone(),
-        &dir.join("data/shard-0"),
-        EngineConfig::default(),
-    )
-    .await
-    .map_err(e)?;
+    let db = Db::open(fs, &dir.join("data/shard-0"), EngineConfig::default())
+        .await
+        .map_err(e)?;
     nextdb_engine::runtime::spawn_background(&db).map_err(e)?;
     let opts = WriteOptions {
         sync: false,

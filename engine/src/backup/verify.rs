@@ -7,6 +7,7 @@
 use super::copy;
 use super::manifest::{BACKUP_MANIFEST, BackupManifest};
 use crate::cache::BlockCache;
+use crate::config::VERIFY_CACHE_BYTES;
 use crate::fs::{FileSystem, ReadFile};
 use crate::log::parse_segment_name;
 use crate::log::segment::SegmentReader;
@@ -15,9 +16,6 @@ use crate::version::manifest;
 use crate::{Error, Result};
 use std::path::Path;
 use std::rc::Rc;
-
-/// Block cache of a verification: blocks are read once, so a small one suffices.
-const VERIFY_CACHE_BYTES: usize = 1 << 20;
 
 /// What a verification found.
 #[derive(Debug, Default)]

@@ -18,7 +18,8 @@
 //! Modules, by job: `write` (admit, commit, apply, stalls), `read` (visible timestamp,
 //! gets, iterators), `flush` (memtable to L0, manifest edits), `compaction` (jobs and
 //! their execution) with its pure `picker`, `gc` (which versions survive), `recovery`
-//! (the steps of `open`), `background` (the loops and `close`), `stats`.
+//! (the steps of `open`), `background` (the loops and `close`), `checkpoint` (online
+//! backup: a consistent point and the copies), `stats`.
 
 mod background;
 mod checkpoint;
