@@ -127,15 +127,13 @@ impl<F: FileSystem> Db<F> {
             out.add(&rel, &name, sum);
         }
         if let Some(archive) = self.log.archive_dir()
-            && self.log.begin_partial_archive(cut.active_seq)
+            && let Some(_copying) = self.log.begin_partial_archive(cut.active_seq)
         {
             // The active segment's durable prefix, so point-in-time restore reaches
             // this backup's point (the whole segment replaces it once sealed).
             let name = segment_name(cut.active_seq);
             let limit = Some(cut.active_end);
-            let r = copy::copy_durably(&self.fs, &src.join(&name), &archive, &name, limit).await;
-            self.log.end_partial_archive();
-            r?;
+            copy::copy_durably(&self.fs, &src.join(&name), &archive, &name, limit).await?;
         }
         self.fs.sync_dir(&t.dir).await
     }

@@ -330,6 +330,9 @@ impl State {
     }
 
     fn restart(&mut self) {
+        // An EIO armed for this boot that never fired does not follow the machine
+        // into the next one: a test arms a fault per run, not per disk.
+        self.faults.clear();
         if self.adversarial {
             self.lose_adversarially();
         }

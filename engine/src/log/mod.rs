@@ -118,6 +118,19 @@ pub struct GcPin<'a, F: FileSystem> {
     log: &'a Log<F>,
 }
 
+/// A backup copying the active segment's prefix into the archive; see
+/// `Log::begin_partial_archive`.
+pub struct PartialArchive<'a, F: FileSystem> {
+    log: &'a Log<F>,
+}
+
+impl<F: FileSystem> Drop for PartialArchive<'_, F> {
+    fn drop(&mut self) {
+        self.log.inner.borrow_mut().partial_archive = None;
+        self.log.sealed.notify_all();
+    }
+}
+
 impl<F: FileSystem> Drop for GcPin<'_, F> {
     fn drop(&mut self) {
         let mut i = self.log.inner.borrow_mut();
@@ -779,21 +792,16 @@ impl<F: FileSystem> Log<F> {
     }
 
     /// Starts copying the durable prefix of segment `seq` into the archive (a
-    /// backup): true if the log archives and `seq` is still the active segment (a
-    /// sealed one is, or will be, archived whole). Pair with `end_partial_archive`.
-    pub fn begin_partial_archive(&self, seq: u64) -> bool {
+    /// backup): `Some` if the log archives and `seq` is still the active segment (a
+    /// sealed one is, or will be, archived whole). The archiver leaves the segment
+    /// alone until the guard drops (also when the backup's future is dropped).
+    pub fn begin_partial_archive(&self, seq: u64) -> Option<PartialArchive<'_, F>> {
         let mut i = self.inner.borrow_mut();
         let ok = i.archive.is_some() && i.active_seq == seq && i.partial_archive.is_none();
         if ok {
             i.partial_archive = Some(seq);
         }
-        ok
-    }
-
-    /// Ends a prefix copy: the archiver may copy that segment whole now.
-    pub fn end_partial_archive(&self) {
-        self.inner.borrow_mut().partial_archive = None;
-        self.sealed.notify_all();
+        ok.then_some(PartialArchive { log: self })
     }
 
     /// The log's durable cut, waiting for a rotation under way to finish.
