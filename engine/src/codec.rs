@@ -9,6 +9,12 @@ pub fn crc32c(data: &[u8]) -> u32 {
     crc32c::crc32c(data)
 }
 
+/// Extends `crc` (of earlier bytes) over `data`: a file's checksum computed piece by
+/// piece equals `crc32c` of the whole (start from 0).
+pub fn crc32c_extend(crc: u32, data: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc, data)
+}
+
 /// CRC-32C of the concatenation of `a` and `b`, without copying.
 #[inline]
 pub fn crc32c_pair(a: &[u8], b: &[u8]) -> u32 {

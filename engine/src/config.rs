@@ -122,6 +122,13 @@ pub const MEMTABLE_RNG_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 /// A manifest larger than this is rewritten as one snapshot record.
 pub const MANIFEST_ROLL_BYTES: u64 = 4 << 20;
 
+/// Largest backup manifest (`BACKUP`) a reader accepts: one line per file.
+pub const MAX_BACKUP_MANIFEST_BYTES: u64 = 64 << 20;
+/// Block cache of `admin verify` (it reads each block once).
+pub const VERIFY_CACHE_BYTES: usize = 1 << 20;
+/// Write buffer of a file copied into a backup or the log archive.
+pub const BACKUP_COPY_BUFFER_BYTES: usize = MAX_IO_BYTES;
+
 /// Iterator readahead: the first window once a scan is sequential, and the largest it
 /// doubles to (one read each: fewer, larger direct reads for scans and compactions).
 pub const ITER_READAHEAD_MIN_BYTES: usize = 32 << 10;

@@ -5,6 +5,7 @@
 //! The file system sits behind [`fs::FileSystem`] so the same engine runs on glommio
 //! direct I/O in production and on the seeded, fault-injecting simulator in tests.
 
+pub mod backup;
 pub mod batch;
 pub mod cache;
 pub mod codec;

@@ -6,6 +6,7 @@
 //! `nextdb-perf-rocksdb` (`perf/rocksdb-peer`, outside the workspace), which adds the
 //! RocksDB crate as the engine suite's main peer.
 
+pub mod backup;
 pub mod cpu;
 pub mod dbbench;
 pub mod disk;
@@ -31,6 +32,8 @@ enum Suite {
     Engine(engine::EngineArgs),
     /// NextDB server (native protocol) vs Redis 7 (our driver and redis-benchmark).
     Kv(kv::KvArgs),
+    /// Online backup throughput vs the disk's sequential write speed (same run).
+    Backup(backup::BackupArgs),
 }
 
 /// Parses the command line and runs the suite; `krate` is the RocksDB crate's engine
@@ -40,6 +43,7 @@ pub fn main_with(krate: Option<&engine::CratePeer>) {
     let res = match cli.suite {
         Suite::Engine(args) => engine::run(args, krate),
         Suite::Kv(args) => kv::run(args),
+        Suite::Backup(args) => backup::run(args),
     };
     if let Err(e) = res {
         eprintln!("nextdb-perf: {e}");

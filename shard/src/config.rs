@@ -124,6 +124,9 @@ pub struct NodeConfig {
     pub slow_op_ms: u64,
     /// The slow-operation log shows a key's length and hash, not its bytes.
     pub slow_op_redact: bool,
+    /// Where each shard archives its sealed log segments (`ARCHIVE/shard-N`), for
+    /// point-in-time restore; None: no archive.
+    pub archive_dir: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -138,6 +141,7 @@ impl NodeConfig {
             request_timeout: REQUEST_TIMEOUT,
             slow_op_ms: DEFAULT_SLOW_OP_MS,
             slow_op_redact: false,
+            archive_dir: None,
         }
     }
 }

@@ -94,7 +94,7 @@ impl<F: FileSystem> ShardCore<F> {
     /// core is full, TIMEOUT past the deadline. STATS is always admitted, so an
     /// operator can look at an overloaded node.
     pub async fn run(self: Rc<Self>, op: ShardOp) -> ShardReply {
-        if matches!(op, ShardOp::Stats) {
+        if matches!(op, ShardOp::Stats | ShardOp::Backup(_)) {
             return self.execute(op).await;
         }
         let permit = self.admission.admit(self.id)?;
@@ -292,6 +292,7 @@ impl<F: FileSystem> ShardCore<F> {
                 }))
             }
             ShardOp::Stats => Ok(ShardResult::Stats(Box::new(self.snapshot()))),
+            ShardOp::Backup(t) => Ok(ShardResult::Backup(Box::new(self.db.backup(&t).await?))),
         }
     }
 

@@ -5,6 +5,7 @@
 //! [`router::Router::call`], which executes locally or sends the operation to the owner.
 
 pub mod admission;
+pub mod backup;
 pub mod config;
 pub mod error;
 pub mod exec;

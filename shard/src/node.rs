@@ -334,9 +334,16 @@ fn give_up(id: usize, shutdown: &Shutdown, why: String) -> String {
 async fn open_engine(id: usize, cfg: &NodeConfig) -> Result<Rc<Db<DmaFs>>, String> {
     let dir = cfg.data_dir.join(format!("shard-{id}"));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    Db::open(DmaFs::new(), &dir, cfg.engine.clone())
+    let db = Db::open(DmaFs::new(), &dir, cfg.engine.clone())
         .await
-        .map_err(|e| format!("cannot open the engine in {}: {e}", dir.display()))
+        .map_err(|e| format!("cannot open the engine in {}: {e}", dir.display()))?;
+    if let Some(archive) = &cfg.archive_dir {
+        let to = archive.join(nextdb_engine::db::shard_dir_name(id as u32));
+        db.set_log_archive(&to)
+            .await
+            .map_err(|e| format!("cannot archive the log into {}: {e}", to.display()))?;
+    }
+    Ok(db)
 }
 
 /// Starts a core's background work (flush and compaction, requests from other

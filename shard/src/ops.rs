@@ -94,6 +94,9 @@ pub enum ShardOp {
         key: Vec<u8>,
     },
     Stats,
+    /// Back this shard up (`nextdb admin backup`); runs outside admission control and
+    /// the request deadline, like STATS: a backup takes as long as its copies.
+    Backup(Box<nextdb_engine::db::BackupTarget>),
 }
 
 impl ShardOp {
@@ -106,9 +109,11 @@ impl ShardOp {
             | ShardOp::Cas { .. }
             | ShardOp::Incr { .. }
             | ShardOp::Expire { .. } => true,
-            ShardOp::Get { .. } | ShardOp::Scan { .. } | ShardOp::Ttl { .. } | ShardOp::Stats => {
-                false
-            }
+            ShardOp::Get { .. }
+            | ShardOp::Scan { .. }
+            | ShardOp::Ttl { .. }
+            | ShardOp::Stats
+            | ShardOp::Backup(_) => false,
         }
     }
 
@@ -122,7 +127,9 @@ impl ShardOp {
             | ShardOp::Incr { key, .. }
             | ShardOp::Expire { key, .. }
             | ShardOp::Ttl { key } => Some(key),
-            ShardOp::Scan { .. } | ShardOp::Batch { .. } | ShardOp::Stats => None,
+            ShardOp::Scan { .. } | ShardOp::Batch { .. } | ShardOp::Stats | ShardOp::Backup(_) => {
+                None
+            }
         }
     }
 }
@@ -146,6 +153,7 @@ pub enum ShardResult {
     Found(bool),
     Ttl(TtlState),
     Stats(Box<ShardStatsSnapshot>),
+    Backup(Box<nextdb_engine::db::ShardBackup>),
 }
 
 pub type ShardReply = Result<ShardResult, ShardError>;

@@ -1,5 +1,6 @@
 //! `nextdb admin`: node administration. `user add|remove|list` edit the users file of
-//! a data directory (restart the node to apply); `stats` asks a running node.
+//! a data directory (restart the node to apply); `stats` and `backup` ask a running
+//! node; `restore` and `verify` work offline on directories (`backup.rs`).
 
 use clap::{Args, Subcommand};
 use nextdb_net::UserStore;
@@ -15,6 +16,13 @@ pub enum AdminCmd {
     User(UserCmd),
     /// Per-shard counters and latency percentiles of a running node.
     Stats(crate::kv::ConnArgs),
+    /// Online backup of a running node into a directory on the node's machine.
+    Backup(crate::backup::BackupArgs),
+    /// Rebuilds a data directory from a backup, optionally rolled forward through
+    /// the log archive to a moment (offline).
+    Restore(crate::backup::RestoreArgs),
+    /// Checks every checksum of a data directory or a backup (exit code 1 on damage).
+    Verify(crate::backup::VerifyArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -54,6 +62,9 @@ pub fn run(cmd: AdminCmd) -> i32 {
     let r = match cmd {
         AdminCmd::User(u) => user(u),
         AdminCmd::Stats(c) => crate::kv::stats(&c),
+        AdminCmd::Backup(a) => crate::backup::backup(&a),
+        AdminCmd::Restore(a) => crate::backup::restore(&a),
+        AdminCmd::Verify(a) => crate::backup::verify(&a),
     };
     match r {
         Ok(()) => 0,

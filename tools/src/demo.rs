@@ -61,6 +61,7 @@ pub fn run(dir: PathBuf, records: u64) -> i32 {
         slow_op_ms: nextdb_shard::config::DEFAULT_SLOW_OP_MS,
         slow_op_redact: false,
         log_format: crate::serve::LogFormat::Text,
+        archive_dir: None,
     };
     let shutdown = Shutdown::new();
     let sd = shutdown.clone();

@@ -18,12 +18,18 @@ pub struct ConnArgs {
 
 impl ConnArgs {
     pub fn connect(&self) -> Result<Client, String> {
+        self.connect_with_timeout(nextdb_client::Config::new(String::new()).request_timeout)
+    }
+
+    /// Connects with a request timeout of `timeout` (a backup waits for its copies).
+    pub fn connect_with_timeout(&self, timeout: std::time::Duration) -> Result<Client, String> {
         // One request per process: a connection to the owning core's port would cost
         // a second connect and handshake (a SCRAM exchange with a user) to save one
         // hop between cores, so the CLI stays on the connection it opened.
         let mut cfg = Config::new(self.addr.clone())
             .client_name("nextdb-cli")
-            .shard_aware(false);
+            .shard_aware(false)
+            .request_timeout(timeout);
         if let Some(u) = &self.user {
             let pw = std::env::var("NEXTDB_PASSWORD")
                 .map_err(|_| "set NEXTDB_PASSWORD to log in as --user".to_string())?;

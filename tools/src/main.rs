@@ -1,6 +1,7 @@
 //! `nextdb`: the command-line entry point.
 
 mod admin;
+mod backup;
 mod demo;
 mod kv;
 mod serve;

@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// line).
     #[arg(long, env = "NEXTDB_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Copy every sealed log segment into DIR/shard-N (point-in-time restore with
+    /// `nextdb admin restore --archive-dir DIR --to-time T`).
+    #[arg(long, env = "NEXTDB_ARCHIVE_DIR")]
+    pub archive_dir: Option<PathBuf>,
 }
 
 /// Format of the node's log (`tracing` events on standard error).
@@ -122,6 +126,7 @@ struct FileConfig {
     slow_op_ms: Option<u64>,
     slow_op_redact: Option<bool>,
     log_format: Option<LogFormat>,
+    archive_dir: Option<PathBuf>,
 }
 
 /// Resolved settings.
@@ -145,10 +150,12 @@ pub struct Settings {
     pub pin: bool,
     /// Certificate chain and key (PEM) for TLS on the native port.
     pub tls: Option<(PathBuf, PathBuf)>,
-    /// Threshold of the slow-operation log (0: off); `admin config set` changes it live.
+    /// Threshold of the slow-operation log (0: off).
     pub slow_op_ms: u64,
     pub slow_op_redact: bool,
     pub log_format: LogFormat,
+    /// Log archive (absolute), if any.
+    pub archive_dir: Option<PathBuf>,
 }
 
 fn flag(v: Option<Option<bool>>) -> Option<bool> {
@@ -237,6 +244,13 @@ impl ServeArgs {
                 .or(file.slow_op_redact)
                 .unwrap_or(false),
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+            archive_dir: match self.archive_dir.or(file.archive_dir) {
+                Some(d) => Some(
+                    std::path::absolute(&d)
+                        .map_err(|e| format!("--archive-dir {}: {e}", d.display()))?,
+                ),
+                None => None,
+            },
             tls: match (
                 self.tls_cert.or(file.tls_cert),
                 self.tls_key.or(file.tls_key),
@@ -367,6 +381,9 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     println!("  request_timeout_ms        = {}", s.request_timeout_ms);
     println!("  slow_op_ms                = {}", s.slow_op_ms);
     println!("  slow_op_redact            = {}", s.slow_op_redact);
+    if let Some(a) = &s.archive_dir {
+        println!("  archive_dir               = {}", a.display());
+    }
     let tls = match &s.tls {
         Some((cert, key)) => Some(nextdb_net::tls::server_config(cert, key)?),
         None => None,
@@ -407,6 +424,7 @@ pub fn serve_with(s: Settings, shutdown: Arc<Shutdown>, signals: bool) -> Result
     node.pin_cores = s.pin;
     node.max_requests_in_flight = s.max_requests_in_flight;
     node.request_timeout = std::time::Duration::from_millis(s.request_timeout_ms);
+    node.archive_dir = s.archive_dir.clone();
     node.engine.memtable_bytes = s.memtable_mb << 20;
     node.engine.block_cache_bytes = s.block_cache_mb << 20;
     node.slow_op_ms = s.slow_op_ms;

@@ -67,7 +67,28 @@ impl<F: FileSystem> Db<F> {
                 w.await;
             }
         };
-        futures_lite::future::zip(futures_lite::future::zip(flusher, compactor), spares).await;
+        // Copies sealed log segments into the archive (`Log::set_archive`); the log
+        // keeps a segment until its copy is done.
+        let archiver = async {
+            loop {
+                let sealed = self.log.sealed_wait();
+                let w = self.bg_wake.wait();
+                if self.st.borrow().closing {
+                    break;
+                }
+                if self.log.wants_archive() {
+                    match self.log.archive_next().await {
+                        Ok(_) => continue,
+                        // Not fatal to writes: the log keeps the segment, and the copy
+                        // is tried again at the next seal or wake-up.
+                        Err(e) => tracing::error!(error = %e, "cannot archive a log segment"),
+                    }
+                }
+                futures_lite::future::or(sealed, w).await;
+            }
+        };
+        let fg = futures_lite::future::zip(flusher, compactor);
+        futures_lite::future::zip(fg, futures_lite::future::zip(spares, archiver)).await;
         self.background_running.set(false);
         self.changed.notify_all();
     }

@@ -18,9 +18,11 @@
 //! Modules, by job: `write` (admit, commit, apply, stalls), `read` (visible timestamp,
 //! gets, iterators), `flush` (memtable to L0, manifest edits), `compaction` (jobs and
 //! their execution) with its pure `picker`, `gc` (which versions survive), `recovery`
-//! (the steps of `open`), `background` (the loops and `close`), `stats`.
+//! (the steps of `open`), `background` (the loops and `close`), `checkpoint` (online
+//! backup: a consistent point and the copies), `stats`.
 
 mod background;
+mod checkpoint;
 mod compaction;
 mod flush;
 mod gate;
@@ -31,6 +33,7 @@ mod recovery;
 mod stats;
 mod write;
 
+pub use checkpoint::{BackupTarget, ShardBackup, prev_files, shard_dir_name};
 pub use read::{Entry, Snapshot};
 pub use stats::{DbStats, LevelStats};
 pub use write::{Commit, WriteOptions, WritePermit};
@@ -221,6 +224,20 @@ impl<F: FileSystem> Db<F> {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// True while a sealed log segment waits to be copied into the archive.
+    pub fn archive_pending(&self) -> bool {
+        self.log.wants_archive()
+    }
+
+    /// Archives every sealed log segment into `dir` from now on (point-in-time
+    /// restore); the background task copies them. `dir` is created.
+    pub async fn set_log_archive(&self, dir: &Path) -> Result<()> {
+        crate::fs::create_dir_all_durable(&self.fs, dir).await?;
+        self.log.set_archive(dir);
+        self.bg_wake.notify_all();
+        Ok(())
     }
 
     /// Takes what recovery found of log group `group` (a Raft group's entries or

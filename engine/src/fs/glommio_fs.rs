@@ -404,6 +404,11 @@ impl FileSystem for DmaFs {
         glommio::io::rename(from, to).await.map_err(gerr(from))
     }
 
+    async fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
+        // One metadata syscall, like the directory fsync below: not worth a thread.
+        std::fs::hard_link(from, to).map_err(|e| Error::io(to, e))
+    }
+
     async fn sync_dir(&self, dir: &Path) -> Result<()> {
         // glommio opens directories relative to no directory fd: a relative path fails
         // with EBADF, so resolve it against the working directory first.

@@ -86,6 +86,10 @@ pub trait FileSystem: Clone + 'static {
     async fn remove(&self, path: &Path) -> Result<()>;
     /// Renames a file, replacing `to` if it exists.
     async fn rename(&self, from: &Path, to: &Path) -> Result<()>;
+    /// Gives the file `from` a second name `to` (which must not exist): a hard link,
+    /// so a backup shares an immutable file instead of copying it. Durable after
+    /// `sync_dir` on `to`'s directory. Fails across file systems.
+    async fn hard_link(&self, from: &Path, to: &Path) -> Result<()>;
     /// Makes creations, renames and removals in `dir` durable.
     async fn sync_dir(&self, dir: &Path) -> Result<()>;
     /// Names (not paths) of the entries of `dir`, sorted.

@@ -330,6 +330,9 @@ impl State {
     }
 
     fn restart(&mut self) {
+        // An EIO armed for this boot that never fired does not follow the machine
+        // into the next one: a test arms a fault per run, not per disk.
+        self.faults.clear();
         if self.adversarial {
             self.lose_adversarially();
         }
@@ -859,6 +862,23 @@ impl FileSystem for SimFs {
         s.current.remove(&f);
         s.current.insert(t.clone(), Entry::File(ino));
         s.ns_log.push(vec![(f, None), (t, Some(Entry::File(ino)))]);
+        Ok(())
+    }
+
+    async fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
+        self.io_delay().await;
+        let (f, t) = (norm(from), norm(to));
+        let mut s = self.state.borrow_mut();
+        s.begin(OpKind::Metadata, from)?;
+        let ino = s.lookup_file(&f)?;
+        if !dir_exists(&s.current, &parent_of(&t)) {
+            return Err(not_found(&parent_of(&t)));
+        }
+        if s.current.contains_key(&t) {
+            return Err(Error::io(to, io::Error::from_raw_os_error(libc::EEXIST)));
+        }
+        s.current.insert(t.clone(), Entry::File(ino));
+        s.ns_log.push(vec![(t, Some(Entry::File(ino)))]);
         Ok(())
     }
 

@@ -89,7 +89,54 @@ struct Inner<F: FileSystem> {
     /// group → (last index appended or replayed, appended by this run): the writer's
     /// half of the density check recovery makes.
     appended: HashMap<u64, (u64, bool)>,
+    /// Backups copying segments: `gc` deletes nothing while this is above 0.
+    gc_pins: u32,
+    /// Where sealed segments are copied (`--archive-dir`), and the closed segments
+    /// not copied there yet (`gc` keeps them).
+    archive: Option<PathBuf>,
+    unarchived: std::collections::BTreeSet<u64>,
+    /// A backup is copying this (active) segment's prefix into the archive: the
+    /// archiver leaves the segment alone until it is done, so the whole segment's
+    /// copy lands after the prefix's, never before.
+    partial_archive: Option<u64>,
     stats: LogStats,
+}
+
+/// A consistent cut of the log for a backup: every record acknowledged durable before
+/// it was taken lies in `closed` or in the first `active_end` bytes of `active_seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogCut {
+    /// Closed segments still holding needed records, in order (complete files).
+    pub closed: Vec<u64>,
+    pub active_seq: u64,
+    /// A flush boundary of the active segment below which every byte is fsynced.
+    pub active_end: u64,
+}
+
+/// Keeps `Log::gc` from deleting segments while a backup copies them; released on drop.
+pub struct GcPin<'a, F: FileSystem> {
+    log: &'a Log<F>,
+}
+
+/// A backup copying the active segment's prefix into the archive; see
+/// `Log::begin_partial_archive`.
+pub struct PartialArchive<'a, F: FileSystem> {
+    log: &'a Log<F>,
+}
+
+impl<F: FileSystem> Drop for PartialArchive<'_, F> {
+    fn drop(&mut self) {
+        self.log.inner.borrow_mut().partial_archive = None;
+        self.log.sealed.notify_all();
+    }
+}
+
+impl<F: FileSystem> Drop for GcPin<'_, F> {
+    fn drop(&mut self) {
+        let mut i = self.log.inner.borrow_mut();
+        assert!(i.gc_pins > 0, "gc pin released twice");
+        i.gc_pins -= 1;
+    }
 }
 
 /// One group commit: records up to `upto`, encoded into segment `seq`.
@@ -116,6 +163,8 @@ pub struct Log<F: FileSystem> {
     inner: RefCell<Inner<F>>,
     /// Wakes tasks waiting for a flush to finish.
     flushed: Notify,
+    /// Wakes the archiver: a segment was sealed.
+    sealed: Notify,
 }
 
 /// The file the next segment starts in, prepared off the commit path so a rotation
@@ -175,7 +224,8 @@ pub fn segment_name(seq: u64) -> String {
     format!("log-{seq:016}.log")
 }
 
-fn parse_segment_name(name: &str) -> Option<u64> {
+/// Sequence number of a segment file name (`None` for other names).
+pub fn parse_segment_name(name: &str) -> Option<u64> {
     name.strip_prefix("log-")?
         .strip_suffix(".log")?
         .parse()
@@ -258,6 +308,22 @@ async fn replay_segment<F: FileSystem>(
     Ok(meta)
 }
 
+impl<F: FileSystem> Inner<F> {
+    /// Closed segments every one of whose records is truncated.
+    fn dead_segments(&self) -> impl Iterator<Item = u64> + '_ {
+        self.segments
+            .iter()
+            .filter(|(seq, meta)| {
+                **seq != self.active_seq
+                    && meta
+                        .groups
+                        .iter()
+                        .all(|(g, (_, hi))| self.truncated.get(g).is_some_and(|t| t >= hi))
+            })
+            .map(|(s, _)| *s)
+    }
+}
+
 impl<F: FileSystem> Log<F> {
     /// Opens the log in `dir`: replays every record in order through `replay`, cuts a
     /// torn tail off the last segment, and starts a new segment for appends. A
@@ -327,9 +393,14 @@ impl<F: FileSystem> Log<F> {
                     .into_iter()
                     .map(|(g, i)| (g, (i, false)))
                     .collect(),
+                gc_pins: 0,
+                archive: None,
+                unarchived: Default::default(),
+                partial_archive: None,
                 stats,
             }),
             flushed: Notify::new(),
+            sealed: Notify::new(),
         })
     }
 
@@ -534,6 +605,11 @@ impl<F: FileSystem> Log<F> {
         i.writer = Some(next);
         i.active_seq = b.seq + 1;
         i.segments.insert(b.seq + 1, SegmentMeta::default());
+        if i.archive.is_some() {
+            i.unarchived.insert(b.seq);
+        }
+        drop(i);
+        self.sealed.notify_all();
         Ok(())
     }
 
@@ -633,16 +709,11 @@ impl<F: FileSystem> Log<F> {
     pub async fn gc(&self) -> Result<usize> {
         let dead: Vec<u64> = {
             let i = self.inner.borrow();
-            i.segments
-                .iter()
-                .filter(|(seq, meta)| {
-                    **seq != i.active_seq
-                        && meta
-                            .groups
-                            .iter()
-                            .all(|(g, (_, hi))| i.truncated.get(g).is_some_and(|t| t >= hi))
-                })
-                .map(|(s, _)| *s)
+            if i.gc_pins > 0 {
+                return Ok(0);
+            }
+            i.dead_segments()
+                .filter(|s| !i.unarchived.contains(s))
                 .collect()
         };
         if dead.is_empty() {
@@ -662,6 +733,111 @@ impl<F: FileSystem> Log<F> {
 
     pub fn stats(&self) -> LogStats {
         self.inner.borrow().stats.clone()
+    }
+
+    /// Stops `gc` from deleting segments until the pin drops (a backup copying them).
+    pub fn pin_gc(&self) -> GcPin<'_, F> {
+        self.inner.borrow_mut().gc_pins += 1;
+        GcPin { log: self }
+    }
+
+    /// The log's durable cut now: closed segments with needed records, and the
+    /// active segment's fsynced prefix. Call after `sync` and with a [`GcPin`] held so
+    /// the closed segments stay. `None` while a rotation holds the writer.
+    pub fn cut(&self) -> Option<LogCut> {
+        let i = self.inner.borrow();
+        let w = i.writer.as_ref()?;
+        let dead: std::collections::HashSet<u64> = i.dead_segments().collect();
+        let closed = i
+            .segments
+            .keys()
+            .copied()
+            .filter(|s| *s != i.active_seq && !dead.contains(s))
+            .collect();
+        Some(LogCut {
+            closed,
+            active_seq: i.active_seq,
+            active_end: w.synced_pos(),
+        })
+    }
+
+    /// Archives every closed segment from now on into `dir` (point-in-time restore):
+    /// the owner's background task copies each once it is sealed (`archive_next`), and
+    /// `gc` keeps a segment until it is copied. Segments closed before this call
+    /// (recovered ones) are queued too; copies already in `dir` are replaced.
+    pub fn set_archive(&self, dir: &Path) {
+        let mut i = self.inner.borrow_mut();
+        i.archive = Some(dir.to_path_buf());
+        let active = i.active_seq;
+        let closed: Vec<u64> = i
+            .segments
+            .keys()
+            .copied()
+            .filter(|s| *s != active)
+            .collect();
+        i.unarchived.extend(closed);
+    }
+
+    /// The archive directory, if archiving.
+    pub fn archive_dir(&self) -> Option<PathBuf> {
+        self.inner.borrow().archive.clone()
+    }
+
+    /// True when a sealed segment waits to be archived (and no backup is copying its
+    /// prefix there).
+    pub fn wants_archive(&self) -> bool {
+        let i = self.inner.borrow();
+        let next = i.unarchived.first();
+        next.is_some() && next != i.partial_archive.as_ref() && i.poisoned.is_none()
+    }
+
+    /// Starts copying the durable prefix of segment `seq` into the archive (a
+    /// backup): `Some` if the log archives and `seq` is still the active segment (a
+    /// sealed one is, or will be, archived whole). The archiver leaves the segment
+    /// alone until the guard drops (also when the backup's future is dropped).
+    pub fn begin_partial_archive(&self, seq: u64) -> Option<PartialArchive<'_, F>> {
+        let mut i = self.inner.borrow_mut();
+        let ok = i.archive.is_some() && i.active_seq == seq && i.partial_archive.is_none();
+        if ok {
+            i.partial_archive = Some(seq);
+        }
+        ok.then_some(PartialArchive { log: self })
+    }
+
+    /// The log's durable cut, waiting for a rotation under way to finish.
+    pub async fn wait_cut(&self) -> Result<LogCut> {
+        loop {
+            let w = self.flushed.wait();
+            if let Some(c) = self.cut() {
+                return Ok(c);
+            }
+            if let Some(p) = &self.inner.borrow().poisoned {
+                return Err(Error::Poisoned(p.clone()));
+            }
+            w.await;
+        }
+    }
+
+    /// Resolves once a segment was sealed (the archiver's wake-up).
+    pub fn sealed_wait(&self) -> crate::sync::Wait {
+        self.sealed.wait()
+    }
+
+    /// Copies the oldest sealed, unarchived segment into the archive directory
+    /// (through a temporary name, synced, renamed). Returns false if none waits.
+    pub async fn archive_next(&self) -> Result<bool> {
+        let (seq, dir) = {
+            let i = self.inner.borrow();
+            match (i.unarchived.first(), &i.archive) {
+                (Some(&s), Some(d)) if i.partial_archive != Some(s) => (s, d.clone()),
+                _ => return Ok(false),
+            }
+        };
+        let name = segment_name(seq);
+        crate::backup::copy::copy_durably(&self.fs, &self.dir.join(&name), &dir, &name, None)
+            .await?;
+        self.inner.borrow_mut().unarchived.remove(&seq);
+        Ok(true)
     }
 
     /// One line describing the group-commit state (for diagnosing stalls).

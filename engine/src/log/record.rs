@@ -4,8 +4,8 @@
 //! ```text
 //! flush   := flush_header | record* | zero padding to the next 4 KiB boundary
 //! flush_header := magic:u32 "NXFL" | crc32c:u32 | offset:u64 | records_len:u64
-//!                 | durable_through:u64 | record_count:u32
-//! crc32c  (flush header) covers the segment's salt (u64 LE) then header bytes 8..36
+//!                 | durable_through:u64 | record_count:u32 | commit_ms:u64 (version 3)
+//! crc32c  (flush header) covers the segment's salt (u64 LE) then header bytes 8..end
 //! record  := crc32c:u32 | payload_len:u32 | group:u64 | index:u64 | term:u64 | payload
 //! crc32c  (record) covers everything after the crc field: the other header fields and
 //!         the payload
@@ -19,8 +19,21 @@ use crate::config::{IO_ALIGN, MAX_LOG_FLUSH_BYTES, MAX_LOG_RECORD_BYTES};
 
 /// Bytes of a record header.
 pub const HEADER_BYTES: usize = 32;
-/// Bytes of a flush header.
-pub const FLUSH_HEADER_BYTES: usize = 36;
+/// Bytes of a flush header in the segment format this release writes (version 3).
+pub const FLUSH_HEADER_BYTES: usize = 44;
+/// Bytes of a flush header of a version-2 segment (no commit time).
+pub const FLUSH_HEADER_BYTES_V2: usize = 36;
+/// The segment format version whose flush headers carry a commit time.
+pub const VERSION_WITH_COMMIT_TIME: u32 = 3;
+
+/// Bytes of a flush header in a segment of format `version` (2 or 3).
+pub fn flush_header_len(version: u32) -> usize {
+    if version >= VERSION_WITH_COMMIT_TIME {
+        FLUSH_HEADER_BYTES
+    } else {
+        FLUSH_HEADER_BYTES_V2
+    }
+}
 /// "NXFL" read as a little-endian u32.
 pub const FLUSH_MAGIC: u32 = u32::from_le_bytes(*b"NXFL");
 
@@ -65,6 +78,11 @@ pub struct FlushHeader {
     pub durable_through: u64,
     /// Records in the flush.
     pub record_count: u32,
+    /// Wall-clock time (milliseconds since the Unix epoch) at which the flush was
+    /// written, never below an earlier flush's of the same log: every record in it
+    /// was made durable at or after this time, and appended before it. 0 in version-2
+    /// segments. Point-in-time restore keeps the flushes with `commit_ms <= T`.
+    pub commit_ms: u64,
 }
 
 /// Appends the encoded record to `out`.
@@ -100,16 +118,24 @@ pub fn encode_flush_header(out: &mut Vec<u8>, salt: u64, h: &FlushHeader) {
     codec::put_u64(out, h.records_len);
     codec::put_u64(out, h.durable_through);
     codec::put_u32(out, h.record_count);
+    codec::put_u64(out, h.commit_ms);
     let crc = codec::crc32c_pair(&salt.to_le_bytes(), &out[start + 8..]);
     codec::write_u32_at(out, start + 4, crc);
 }
 
-/// Decodes a flush header at `buf[0]`, expected at file offset `at` of a segment with
-/// `salt`. `None` unless every check passes: magic, checksum (keyed by the salt, so a
-/// client's payload cannot forge a header), stated offset `== at`, a durable point
-/// that is page-aligned and not past the header, and sane lengths.
+/// Decodes a flush header of the current segment format; see
+/// [`decode_flush_header_of`].
 pub fn decode_flush_header(buf: &[u8], salt: u64, at: u64) -> Option<FlushHeader> {
-    let head = buf.get(..FLUSH_HEADER_BYTES)?;
+    decode_flush_header_of(buf, salt, at, crate::log::segment::SEGMENT_VERSION)
+}
+
+/// Decodes a flush header at `buf[0]`, expected at file offset `at` of a segment with
+/// `salt` and format `version`. `None` unless every check passes: magic, checksum
+/// (keyed by the salt, so a client's payload cannot forge a header), stated offset
+/// `== at`, a durable point that is page-aligned and not past the header, and sane
+/// lengths.
+pub fn decode_flush_header_of(buf: &[u8], salt: u64, at: u64, version: u32) -> Option<FlushHeader> {
+    let head = buf.get(..flush_header_len(version))?;
     if codec::read_u32_at(head, 0)? != FLUSH_MAGIC {
         return None;
     }
@@ -122,6 +148,11 @@ pub fn decode_flush_header(buf: &[u8], salt: u64, at: u64) -> Option<FlushHeader
         records_len: codec::read_u64_at(head, 16)?,
         durable_through: codec::read_u64_at(head, 24)?,
         record_count: codec::read_u32_at(head, 32)?,
+        commit_ms: if version >= VERSION_WITH_COMMIT_TIME {
+            codec::read_u64_at(head, 36)?
+        } else {
+            0
+        },
     };
     let sane = h.offset == at
         && h.durable_through <= at
@@ -288,6 +319,7 @@ mod tests {
                 records_len: recs.len() as u64,
                 durable_through: 0,
                 record_count: 5,
+                commit_ms: f,
             };
             encode_flush_header(&mut valid, 9, &h);
             valid.extend_from_slice(&recs);

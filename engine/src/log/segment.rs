@@ -3,7 +3,7 @@
 //! `docs/formats.md`).
 //!
 //! Header page (offset 0, 4096 bytes, zero-padded):
-//! `magic:u64 = "NXDBLOG1" | version:u32 = 2 | seq:u64 | salt:u64 | flags:u32 |
+//! `magic:u64 = "NXDBLOG1" | version:u32 = 3 | seq:u64 | salt:u64 | flags:u32 |
 //! crc32c:u32` over the first 32 bytes. Records start at [`FIRST_RECORD_OFFSET`].
 //!
 //! Used by the write-ahead log and by the manifest (a file of version edits).
@@ -18,10 +18,14 @@ use std::rc::Rc;
 
 /// "NXDBLOG1" read as a little-endian u64.
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"NXDBLOG1");
-/// Version 2 added the salt, the flags and flush headers. Version 1 segments (records
-/// padded with zeros, no flush headers) are refused: their zero padding cannot be told
-/// from a lost page, which is the defect version 2 fixes.
-pub const SEGMENT_VERSION: u32 = 2;
+/// Version 2 added the salt, the flags and flush headers; version 3 a commit time in
+/// every flush header (point-in-time restore). Version 2 segments are still read (their
+/// flushes have commit time 0). Version 1 segments (records padded with zeros, no flush
+/// headers) are refused: their zero padding cannot be told from a lost page, which is
+/// the defect version 2 fixes.
+pub const SEGMENT_VERSION: u32 = 3;
+/// The oldest segment format this release reads.
+pub const OLDEST_READABLE_VERSION: u32 = 2;
 /// Records start after the header page.
 pub const FIRST_RECORD_OFFSET: u64 = IO_ALIGN;
 /// Bytes of the segment header that carry data (the rest of the page is zero).
@@ -85,6 +89,16 @@ pub struct SegmentWriter<F: FileSystem> {
     /// spare): flushes overwrite them, so `fdatasync` has no file size or
     /// extent to journal, only the data to flush.
     preallocated: bool,
+    /// Commit time of the last flush encoded: the next is never below it, so a
+    /// wall clock stepping back cannot reorder flushes in time.
+    last_commit_ms: u64,
+}
+
+/// Milliseconds since the Unix epoch by the wall clock (0 if it reads before 1970).
+pub fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl<F: FileSystem> SegmentWriter<F> {
@@ -115,6 +129,7 @@ impl<F: FileSystem> SegmentWriter<F> {
             salt,
             buf: Vec::new(),
             preallocated: pre,
+            last_commit_ms: 0,
         })
     }
 
@@ -143,6 +158,11 @@ impl<F: FileSystem> SegmentWriter<F> {
     /// The file, for writes and fsyncs of prepared flushes.
     pub fn file(&self) -> Rc<F::Rw> {
         self.file.clone()
+    }
+
+    /// Every byte below this offset is fsynced (a flush boundary).
+    pub fn synced_pos(&self) -> u64 {
+        self.synced_pos
     }
 
     /// Records that every byte below `pos` is fsynced (stated in later flush headers).
@@ -235,11 +255,13 @@ impl<F: FileSystem> SegmentWriter<F> {
     /// Encodes one flush holding `buf[from..to]` (`count` records) at `file_pos` into
     /// pieces of at most `MAX_IO_BYTES`, and moves `file_pos` past it.
     fn encode_flush(&mut self, from: usize, to: usize, count: u32, out: &mut Vec<(u64, Vec<u8>)>) {
+        self.last_commit_ms = self.last_commit_ms.max(wall_clock_ms());
         let h = FlushHeader {
             offset: self.file_pos,
             records_len: (to - from) as u64,
             durable_through: self.synced_pos,
             record_count: count,
+            commit_ms: self.last_commit_ms,
         };
         let body_len = record::FLUSH_HEADER_BYTES + (to - from);
         let total = record::page_ceil(body_len as u64) as usize;
@@ -311,6 +333,10 @@ pub struct OwnedRecord {
     pub term: u64,
     pub payload: Vec<u8>,
     pub offset: u64,
+    /// File offset of the header of the flush that holds the record.
+    pub flush_offset: u64,
+    /// The flush's commit time (0 in a version-2 segment).
+    pub commit_ms: u64,
 }
 
 /// Reads a segment with recovery semantics, one flush at a time: a flush's records are
@@ -326,6 +352,11 @@ pub struct SegmentReader<F: FileSystem> {
     seq: u64,
     salt: u64,
     flags: u32,
+    /// Segment format version (2 or 3): decides the flush header's length.
+    version: u32,
+    /// Header offset and commit time of the current flush.
+    flush_header_at: u64,
+    flush_commit_ms: u64,
     /// True for the last segment of the log (or a manifest): only its tail can be
     /// unsynced. Earlier segments were fsynced whole before the next one started.
     may_tear: bool,
@@ -353,6 +384,9 @@ impl<F: FileSystem> SegmentReader<F> {
             seq: 0,
             salt: 0,
             flags: 0,
+            version: SEGMENT_VERSION,
+            flush_header_at: FIRST_RECORD_OFFSET,
+            flush_commit_ms: 0,
             may_tear,
             next_flush: FIRST_RECORD_OFFSET,
             flush: Vec::new(),
@@ -374,16 +408,18 @@ impl<F: FileSystem> SegmentReader<F> {
         if magic != SEGMENT_MAGIC {
             return Err(Error::corruption(path, 0, "bad segment magic"));
         }
-        if version != SEGMENT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=SEGMENT_VERSION).contains(&version) {
             return Err(Error::corruption(
                 path,
                 8,
                 format!(
                     "segment format version {version} is not read by this release \
-                     (version {SEGMENT_VERSION}; version 1 logs predate flush headers)"
+                     (versions {OLDEST_READABLE_VERSION} to {SEGMENT_VERSION}; version 1 \
+                     logs predate flush headers)"
                 ),
             ));
         }
+        r.version = version;
         let crc = codec::read_u32_at(&h, 32).unwrap_or(0);
         if codec::crc32c(&h[..32]) != crc {
             return Err(Error::corruption(path, 0, "bad segment header checksum"));
@@ -402,6 +438,16 @@ impl<F: FileSystem> SegmentReader<F> {
     /// True if a recovery started this segment (see [`FLAG_RUN_START`]).
     pub fn is_run_start(&self) -> bool {
         self.flags & FLAG_RUN_START != 0
+    }
+
+    /// The segment's format version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The segment's salt (keys its flush headers).
+    pub fn salt(&self) -> u64 {
+        self.salt
     }
 
     /// Where valid data ends; known once `next` returned `None`.
@@ -436,6 +482,8 @@ impl<F: FileSystem> SegmentReader<F> {
                     term: rec.term,
                     payload: rec.payload.to_vec(),
                     offset: self.flush_at + at as u64,
+                    flush_offset: self.flush_header_at,
+                    commit_ms: self.flush_commit_ms,
                 }));
             }
             self.load_flush().await?;
@@ -451,13 +499,14 @@ impl<F: FileSystem> SegmentReader<F> {
             self.end = Some(p);
             return Ok(());
         }
-        let head_len = (self.size - p).min(record::FLUSH_HEADER_BYTES as u64) as usize;
+        let header_len = record::flush_header_len(self.version);
+        let head_len = (self.size - p).min(header_len as u64) as usize;
         let head = self.file.read_exact_at(p, head_len).await?;
-        let Some(h) = record::decode_flush_header(&head, self.salt, p) else {
-            let n = record::FLUSH_HEADER_BYTES as u64;
+        let Some(h) = record::decode_flush_header_of(&head, self.salt, p, self.version) else {
+            let n = header_len as u64;
             return self.on_damage(p, p, n, "no valid flush header").await;
         };
-        let start = p + record::FLUSH_HEADER_BYTES as u64;
+        let start = p + header_len as u64;
         let end = start + h.records_len;
         if end > self.size {
             return self
@@ -476,6 +525,8 @@ impl<F: FileSystem> SegmentReader<F> {
         }
         self.flush = body;
         self.flush_at = start;
+        self.flush_header_at = p;
+        self.flush_commit_ms = h.commit_ms;
         self.next_flush = record::page_ceil(end);
         Ok(())
     }
@@ -540,7 +591,9 @@ impl<F: FileSystem> SegmentReader<F> {
             let chunk = self.file.read_exact_at(page, n).await?;
             for off in (0..n).step_by(IO_ALIGN as usize) {
                 let at = page + off as u64;
-                if let Some(h) = record::decode_flush_header(&chunk[off..], self.salt, at) {
+                if let Some(h) =
+                    record::decode_flush_header_of(&chunk[off..], self.salt, at, self.version)
+                {
                     let first = found.map_or(at, |f| f.0);
                     let durable = found.map_or(0, |f| f.1).max(h.durable_through);
                     found = Some((first, durable));

@@ -439,8 +439,9 @@ fn index_gap_is_corruption_naming_the_record() {
                 reason,
             }) => {
                 assert_eq!(path, seg);
-                // The third flush, past its 36-byte header.
-                assert_eq!(offset, segment::FIRST_RECORD_OFFSET + 2 * 4096 + 36);
+                // The third flush, past its header.
+                let header = record::FLUSH_HEADER_BYTES as u64;
+                assert_eq!(offset, segment::FIRST_RECORD_OFFSET + 2 * 4096 + header);
                 assert!(reason.contains("index 4 follows index 2"), "{reason}");
             }
             other => panic!("expected corruption, replayed {:?}", other.map(|r| r.len())),
@@ -635,4 +636,79 @@ async fn overlapping_commits_case(seed: u64) -> u64 {
         );
     }
     overlapped
+}
+
+/// Builds a version-2 segment by hand (36-byte flush headers, no commit time): what
+/// the previous release wrote.
+fn v2_segment(seq: u64, salt: u64, records: &[(u64, u64, &[u8])]) -> Vec<u8> {
+    let mut page = Vec::new();
+    crate::codec::put_u64(&mut page, segment::SEGMENT_MAGIC);
+    crate::codec::put_u32(&mut page, 2);
+    crate::codec::put_u64(&mut page, seq);
+    crate::codec::put_u64(&mut page, salt);
+    crate::codec::put_u32(&mut page, 0);
+    let crc = crate::codec::crc32c(&page);
+    crate::codec::put_u32(&mut page, crc);
+    page.resize(4096, 0);
+    let mut body = Vec::new();
+    for &(g, i, p) in records {
+        record::encode(&mut body, g, i, 0, p);
+    }
+    let mut head = Vec::new();
+    crate::codec::put_u32(&mut head, record::FLUSH_MAGIC);
+    crate::codec::put_u32(&mut head, 0);
+    crate::codec::put_u64(&mut head, 4096);
+    crate::codec::put_u64(&mut head, body.len() as u64);
+    crate::codec::put_u64(&mut head, 4096);
+    crate::codec::put_u32(&mut head, records.len() as u32);
+    assert_eq!(head.len(), record::FLUSH_HEADER_BYTES_V2);
+    let crc = crate::codec::crc32c_pair(&salt.to_le_bytes(), &head[8..]);
+    crate::codec::write_u32_at(&mut head, 4, crc);
+    page.extend_from_slice(&head);
+    page.extend_from_slice(&body);
+    page.resize(page.len().div_ceil(4096) * 4096, 0);
+    page
+}
+
+/// A log written by the previous release (segment version 2) still replays, and
+/// the log continues after it in version 3 with commit times.
+#[test]
+fn version_2_segments_replay_and_the_log_continues_in_version_3() {
+    run_local(async {
+        let fs = SimFs::new(21);
+        let dir = Path::new("/v2");
+        fs.create_dir_all(dir).await.unwrap();
+        let bytes = v2_segment(1, 77, &[(0, 1, b"one"), (0, 2, b"two")]);
+        let seg = dir.join(segment_name(1));
+        let f = fs.create_rw(&seg).await.unwrap();
+        f.write_at(0, &bytes).await.unwrap();
+        f.sync().await.unwrap();
+        f.close().await.unwrap();
+        fs.sync_dir(dir).await.unwrap();
+        let before = segment::wall_clock_ms();
+        let log = Log::open(fs.clone(), dir, &cfg(), |_| Ok(()))
+            .await
+            .unwrap();
+        let lsn = log.append(0, 3, 0, b"three").unwrap();
+        log.sync(lsn).await.unwrap();
+        drop(log);
+        let recs = collect(&fs, dir).await.unwrap();
+        assert_eq!(recs.iter().map(|r| r.1).collect::<Vec<_>>(), vec![1, 2, 3]);
+        let mut old = segment::SegmentReader::open(&fs, &seg, false)
+            .await
+            .unwrap();
+        assert_eq!(old.version(), 2);
+        assert_eq!(old.next().await.unwrap().unwrap().commit_ms, 0);
+        let new = dir.join(segment_name(2));
+        let mut r = segment::SegmentReader::open(&fs, &new, true).await.unwrap();
+        assert_eq!(r.version(), segment::SEGMENT_VERSION);
+        let rec = r.next().await.unwrap().unwrap();
+        assert_eq!(rec.payload, b"three");
+        assert!(
+            rec.commit_ms >= before && rec.commit_ms <= segment::wall_clock_ms(),
+            "commit time {} outside the write's window",
+            rec.commit_ms
+        );
+    })
+    .unwrap();
 }

@@ -212,6 +212,15 @@ impl<F: FileSystem> Manifest<F> {
         })
     }
 
+    /// One edit recreating the state the manifest holds now (a backup's manifest).
+    /// Consistent with the installed version only while the engine's manifest lock is
+    /// held (an edit is applied here before its version is installed).
+    pub fn snapshot(&self) -> VersionEdit {
+        let inner = self.inner.borrow();
+        let s = &inner.state;
+        s.snapshot_edit(s.next_file_number, s.last_ts)
+    }
+
     /// Sequence number of the manifest in force.
     pub fn number(&self) -> u64 {
         self.inner.borrow().seq

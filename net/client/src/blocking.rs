@@ -624,6 +624,17 @@ impl Client {
     pub fn stats(&self) -> Result<String> {
         ops::into_stats(self.execute(Request::Stats)?)
     }
+
+    /// Backs the node up into `to` (an absolute path on the server; missing or
+    /// empty), copying only files not already in the backup `incremental_from`.
+    /// Returns the node's JSON summary. Never retried (the directory is no longer
+    /// empty after a first attempt); the request timeout must cover the copy.
+    pub fn backup(&self, to: &str, incremental_from: Option<&str>) -> Result<String> {
+        ops::into_backup(self.execute(Request::Backup {
+            to: to.to_string(),
+            incremental_from: incremental_from.unwrap_or_default().to_string(),
+        })?)
+    }
 }
 
 #[cfg(test)]

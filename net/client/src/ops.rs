@@ -179,6 +179,13 @@ pub(crate) fn into_stats(r: Response) -> Result<String> {
     }
 }
 
+pub(crate) fn into_backup(r: Response) -> Result<String> {
+    match r {
+        Response::Backup { json } => Ok(json),
+        r => Err(unexpected("BACKUP", &r)),
+    }
+}
+
 /// Follows SCAN tokens; shared bookkeeping for `scan_all` of both clients.
 pub(crate) struct ScanAll {
     pub start: Vec<u8>,

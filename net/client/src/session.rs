@@ -363,6 +363,7 @@ pub(crate) fn response_name(r: &Response) -> &'static str {
         Response::AuthOk { .. } => "AUTH_OK",
         Response::Pong { .. } => "PONG",
         Response::Stats { .. } => "STATS",
+        Response::Backup { .. } => "BACKUP",
         Response::Value(_) => "VALUE",
         Response::Done => "DONE",
         Response::Scan { .. } => "SCAN",

@@ -17,6 +17,7 @@ pub mod op {
     pub const AUTH: u8 = 0x02;
     pub const PING: u8 = 0x10;
     pub const STATS: u8 = 0x11;
+    pub const BACKUP: u8 = 0x12;
     pub const GET: u8 = 0x20;
     pub const PUT: u8 = 0x21;
     pub const DELETE: u8 = 0x22;
@@ -115,6 +116,12 @@ pub enum Request {
         payload: Vec<u8>,
     },
     Stats,
+    /// Back the node up into directory `to` (an absolute path on the server), copying
+    /// only files not already in the backup `incremental_from` (empty: a full backup).
+    Backup {
+        to: String,
+        incremental_from: String,
+    },
     Get {
         key: Vec<u8>,
     },
@@ -169,6 +176,10 @@ pub enum Response {
         payload: Vec<u8>,
     },
     Stats {
+        json: String,
+    },
+    /// BACKUP: a JSON summary (each shard's point, files, bytes copied).
+    Backup {
         json: String,
     },
     /// GET.
@@ -259,6 +270,7 @@ impl Request {
             Request::Auth { .. } => op::AUTH,
             Request::Ping { .. } => op::PING,
             Request::Stats => op::STATS,
+            Request::Backup { .. } => op::BACKUP,
             Request::Get { .. } => op::GET,
             Request::Put { .. } => op::PUT,
             Request::Delete { .. } => op::DELETE,
@@ -276,7 +288,11 @@ impl Request {
     pub fn is_idempotent(&self) -> bool {
         !matches!(
             self,
-            Request::Incr { .. } | Request::Cas { .. } | Request::Hello(_) | Request::Auth { .. }
+            Request::Incr { .. }
+                | Request::Cas { .. }
+                | Request::Hello(_)
+                | Request::Auth { .. }
+                | Request::Backup { .. }
         )
     }
 
@@ -292,6 +308,17 @@ impl Request {
             Request::Auth { data } => check_len("auth_data", data, MAX_STRING_BYTES),
             Request::Ping { payload } => check_len("payload", payload, MAX_STRING_BYTES),
             Request::Stats => Ok(()),
+            Request::Backup {
+                to,
+                incremental_from,
+            } => {
+                check_len("to", to.as_bytes(), MAX_STRING_BYTES)?;
+                check_len(
+                    "incremental_from",
+                    incremental_from.as_bytes(),
+                    MAX_STRING_BYTES,
+                )
+            }
             Request::Get { key: k }
             | Request::Delete { key: k }
             | Request::Ttl { key: k }
@@ -342,6 +369,13 @@ impl Request {
             Request::Auth { data } => w.bytes(data),
             Request::Ping { payload } => w.bytes(payload),
             Request::Stats => {}
+            Request::Backup {
+                to,
+                incremental_from,
+            } => {
+                w.str(to);
+                w.str(incremental_from);
+            }
             Request::Get { key } | Request::Delete { key } | Request::Ttl { key } => w.bytes(key),
             Request::Put { key, value, ttl_ms } => {
                 w.bytes(key);
@@ -415,6 +449,10 @@ impl Request {
                 payload: r.bytes("payload", MAX_STRING_BYTES)?.to_vec(),
             },
             op::STATS => Request::Stats,
+            op::BACKUP => Request::Backup {
+                to: r.str("to")?.to_owned(),
+                incremental_from: r.str("incremental_from")?.to_owned(),
+            },
             op::GET => Request::Get { key: key(&mut r)? },
             op::DELETE => Request::Delete { key: key(&mut r)? },
             op::TTL => Request::Ttl { key: key(&mut r)? },
@@ -619,7 +657,7 @@ impl Response {
             }
             Response::AuthOk { data } => w.bytes(data),
             Response::Pong { payload } => w.bytes(payload),
-            Response::Stats { json } => {
+            Response::Stats { json } | Response::Backup { json } => {
                 // STATS may exceed MAX_STRING_BYTES: a plain bytes field.
                 w.bytes(json.as_bytes());
             }
@@ -695,6 +733,13 @@ impl Response {
                 Response::Stats {
                     json: String::from_utf8(b.to_vec())
                         .map_err(|_| ProtoError::BadUtf8("stats"))?,
+                }
+            }
+            op::BACKUP => {
+                let b = r.bytes("backup", usize::MAX)?;
+                Response::Backup {
+                    json: String::from_utf8(b.to_vec())
+                        .map_err(|_| ProtoError::BadUtf8("backup"))?,
                 }
             }
             op::GET => Response::Value(read_opt(&mut r, "value", MAX_VALUE_BYTES)?),
@@ -859,6 +904,14 @@ mod tests {
             payload: b"p".to_vec(),
         });
         round_trip_req(Request::Stats);
+        round_trip_req(Request::Backup {
+            to: "/backups/b1".into(),
+            incremental_from: String::new(),
+        });
+        round_trip_req(Request::Backup {
+            to: "/backups/b2".into(),
+            incremental_from: "/backups/b1".into(),
+        });
         round_trip_req(Request::Get { key: b"k".to_vec() });
         round_trip_req(Request::Put {
             key: b"k".to_vec(),
@@ -950,6 +1003,7 @@ mod tests {
         );
         round_trip_resp(op::PING, Response::Pong { payload: vec![] });
         round_trip_resp(op::STATS, Response::Stats { json: "{}".into() });
+        round_trip_resp(op::BACKUP, Response::Backup { json: "{}".into() });
         round_trip_resp(op::GET, Response::Value(None));
         round_trip_resp(op::GET, Response::Value(Some(b"v".to_vec())));
         round_trip_resp(op::PUT, Response::Done);

@@ -71,7 +71,7 @@ fn approx_size(r: &Response) -> usize {
         Response::Cas {
             current: Some(v), ..
         } => v.len(),
-        Response::Stats { json } => json.len(),
+        Response::Stats { json } | Response::Backup { json } => json.len(),
         Response::Error { message, .. } => message.len(),
         _ => 0,
     }

@@ -74,6 +74,17 @@ pub async fn execute(ctx: Rc<ShardContext>, _session: &Session, req: Request) ->
             Err(e) => shard_error(e),
         },
         Request::Ping { payload } => Response::Pong { payload },
+        Request::Backup {
+            to,
+            incremental_from,
+        } => {
+            let prev =
+                (!incremental_from.is_empty()).then(|| std::path::PathBuf::from(incremental_from));
+            match Box::pin(ctx.backup(std::path::Path::new(&to), prev.as_deref())).await {
+                Ok(json) => Response::Backup { json },
+                Err(e) => shard_error(e),
+            }
+        }
         Request::Hello(_) | Request::Auth { .. } => Response::error(
             ErrorCode::ProtocolViolation,
             "HELLO and AUTH are only valid while the session starts",
@@ -123,10 +134,12 @@ fn response(r: ShardResult) -> Response {
             TtlState::ExpiresIn(ms) => wire::TtlState::ExpiresIn(ms),
         }),
         ShardResult::Batch(rs) => Response::Batch(rs.into_iter().map(batch_result).collect()),
-        ShardResult::Entries { .. } | ShardResult::Stats(_) => Response::error(
-            ErrorCode::Internal,
-            "shard answered with the wrong result kind",
-        ),
+        ShardResult::Entries { .. } | ShardResult::Stats(_) | ShardResult::Backup(_) => {
+            Response::error(
+                ErrorCode::Internal,
+                "shard answered with the wrong result kind",
+            )
+        }
     }
 }
 

@@ -87,13 +87,20 @@ impl<F: FileSystem> Replica<F> {
             voters: vec![RAFT_SINGLE_NODE_ID],
             ..Default::default()
         };
-        let storage =
-            GroupStorage::restore(partition, &states, &entries, voters, RAFT_LOG_CACHE_BYTES)?;
+        let flushed = db.flushed_index(logs.entries);
+        let storage = GroupStorage::restore_above(
+            partition,
+            &states,
+            &entries,
+            voters,
+            RAFT_LOG_CACHE_BYTES,
+            flushed,
+        )?;
         let state_index = states.last().map_or(0, |r| r.index);
         let start = storage.start();
         let cfg = GroupConfig {
             replica_id: RAFT_SINGLE_NODE_ID,
-            applied: db.flushed_index(logs.entries),
+            applied: flushed,
             cache_bytes: RAFT_LOG_CACHE_BYTES,
         };
         let mut group = RaftGroup::new(&cfg, logs, storage, state_index)?;

@@ -62,6 +62,24 @@ impl GroupStorage {
         initial_conf: ConfState,
         cache_bytes: usize,
     ) -> Result<GroupStorage, RaftError> {
+        Self::restore_above(group, states, entries, initial_conf, cache_bytes, u64::MAX)
+    }
+
+    /// [`GroupStorage::restore`] for an engine whose tables hold the group's entries
+    /// only up to `flushed`. A node restored to a moment (`nextdb admin restore
+    /// --to-time`) has a backup's tables and a log rolled forward past them: its last
+    /// state record may start the window above `flushed` (the entries in between
+    /// went into tables the backup does not have). The window then starts at
+    /// `flushed`, with the entries the log still holds above it; missing ones are
+    /// corruption.
+    pub fn restore_above(
+        group: u64,
+        states: &[RecoveredRecord],
+        entries: &[RecoveredRecord],
+        initial_conf: ConfState,
+        cache_bytes: usize,
+        flushed: u64,
+    ) -> Result<GroupStorage, RaftError> {
         let state = match states.last() {
             Some(last) => codec::decode_state(group, &last.payload)?,
             None => PersistedState {
@@ -72,6 +90,28 @@ impl GroupStorage {
         let mut s = GroupStorage::new(group, state.conf_state, cache_bytes);
         s.hard_state = state.hard_state;
         s.start = state.log_start;
+        if flushed < s.start.0 {
+            // The newest record at that index wins (a later one replaced it).
+            let term = entries
+                .iter()
+                .rev()
+                .find(|r| r.index == flushed)
+                .map(|r| r.term);
+            s.start = match term {
+                Some(t) => (flushed, t),
+                None if flushed == 0 => (0, 0),
+                None => {
+                    return Err(RaftError::Corrupt {
+                        group,
+                        reason: format!(
+                            "the tables hold entries up to {flushed} but the log starts at {} \
+                             without entry {flushed}",
+                            state.log_start.0
+                        ),
+                    });
+                }
+            };
+        }
         let start = s.start.0;
         for r in entries.iter().filter(|r| r.index > start) {
             let e = codec::decode_entry(group, r.index, r.term, &r.payload)?;
@@ -228,5 +268,78 @@ impl Storage for GroupStorage {
         Err(raft::Error::Store(
             StorageError::SnapshotTemporarilyUnavailable,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::prelude::Entry;
+
+    fn entry_record(index: u64, term: u64) -> RecoveredRecord {
+        let e = Entry {
+            index,
+            term,
+            data: vec![index as u8].into(),
+            ..Default::default()
+        };
+        let mut payload = Vec::new();
+        codec::encode_entry(&mut payload, &e);
+        RecoveredRecord {
+            index,
+            term,
+            payload,
+        }
+    }
+
+    fn state_record(commit: u64, log_start: (u64, u64)) -> RecoveredRecord {
+        let st = PersistedState {
+            hard_state: HardState {
+                term: 1,
+                vote: 1,
+                commit,
+                ..Default::default()
+            },
+            conf_state: ConfState {
+                voters: vec![1],
+                ..Default::default()
+            },
+            log_start,
+        };
+        let mut payload = Vec::new();
+        codec::encode_state(&mut payload, &st);
+        RecoveredRecord {
+            index: 1,
+            term: 1,
+            payload,
+        }
+    }
+
+    /// A log rolled forward past the tables (point-in-time restore): the last state
+    /// record starts the window at 6, the tables hold entries up to 3 only. The
+    /// window must start at 3 so that entries 4..=6 are applied again.
+    #[test]
+    fn window_starts_at_the_flushed_index_when_the_log_moved_past_it() {
+        let entries: Vec<_> = (1..=10).map(|i| entry_record(i, 1)).collect();
+        let states = [state_record(10, (6, 1))];
+        let conf = ConfState::default();
+        let s =
+            GroupStorage::restore_above(0, &states, &entries, conf.clone(), 1 << 20, 3).unwrap();
+        assert_eq!(s.first_index().unwrap(), 4);
+        assert_eq!(s.last_index().unwrap(), 10);
+        let got = s
+            .entries(4, 7, None, GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(
+            got.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![4, 5, 6]
+        );
+        // Tables at or past the window start: the state record decides, as before.
+        let s =
+            GroupStorage::restore_above(0, &states, &entries, conf.clone(), 1 << 20, 8).unwrap();
+        assert_eq!(s.first_index().unwrap(), 7);
+        // The entry at the flushed index is gone from the log: corruption, not a guess.
+        let holes: Vec<_> = (5..=10).map(|i| entry_record(i, 1)).collect();
+        assert!(GroupStorage::restore_above(0, &states, &holes, conf, 1 << 20, 3).is_err());
     }
 }

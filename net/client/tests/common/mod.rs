@@ -466,5 +466,8 @@ fn handle(sh: &Shared, req: Request) -> Action {
         Request::Hello(_) | Request::Auth { .. } => {
             Response::error(ErrorCode::ProtocolViolation, "unreachable")
         }
+        Request::Backup { .. } => {
+            Response::error(ErrorCode::UnknownOp, "the mock does not back up")
+        }
     })
 }
