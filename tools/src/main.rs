@@ -26,6 +26,9 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per process and matched at once: the size of the largest variant
+// (`serve`'s flags) costs nothing, and boxing it would only complicate clap's derive.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Runs a node: one shard per core, the native protocol on every core.
