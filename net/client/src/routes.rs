@@ -62,15 +62,10 @@ impl Routes {
     /// and a BATCH whose keys all live on one core. SCAN, STATS, PING and BATCHes that
     /// span cores go to any core.
     pub fn target(&self, req: &Request) -> Target {
-        let one = |key: &[u8]| Target::Shard(usize::from(self.map.shard_of(key)));
+        if let Some(key) = req.single_key() {
+            return Target::Shard(usize::from(self.map.shard_of(key)));
+        }
         match req {
-            Request::Get { key }
-            | Request::Put { key, .. }
-            | Request::Delete { key }
-            | Request::Cas { key, .. }
-            | Request::Incr { key, .. }
-            | Request::Expire { key, .. }
-            | Request::Ttl { key } => one(key),
             Request::Batch { ops, .. } => self.batch_target(ops),
             _ => Target::Any,
         }

@@ -264,6 +264,21 @@ fn value(r: &mut Reader<'_>) -> Result<Vec<u8>, ProtoError> {
 }
 
 impl Request {
+    /// The key of a single-key request (GET, PUT, DELETE, CAS, INCR, EXPIRE, TTL);
+    /// None for every other request.
+    pub fn single_key(&self) -> Option<&[u8]> {
+        match self {
+            Request::Get { key }
+            | Request::Put { key, .. }
+            | Request::Delete { key }
+            | Request::Cas { key, .. }
+            | Request::Incr { key, .. }
+            | Request::Expire { key, .. }
+            | Request::Ttl { key } => Some(key),
+            _ => None,
+        }
+    }
+
     pub fn opcode(&self) -> u8 {
         match self {
             Request::Hello(_) => op::HELLO,

@@ -35,21 +35,9 @@ impl KeyTag {
 
     pub fn of(req: &Request) -> KeyTag {
         let key: &[u8] = match req {
-            Request::Get { key }
-            | Request::Put { key, .. }
-            | Request::Delete { key }
-            | Request::Cas { key, .. }
-            | Request::Incr { key, .. }
-            | Request::Expire { key, .. }
-            | Request::Ttl { key } => key,
             Request::Scan { start, .. } => start,
-            Request::Batch { ops, .. } => match ops.first() {
-                Some(BatchOp::Get { key } | BatchOp::Put { key, .. } | BatchOp::Delete { key }) => {
-                    key
-                }
-                None => &[],
-            },
-            _ => &[],
+            Request::Batch { ops, .. } => ops.first().map_or(&[], BatchOp::key),
+            _ => req.single_key().unwrap_or(&[]),
         };
         let n = key.len().min(SLOW_OP_KEY_BYTES);
         let mut tag = KeyTag::NONE;

@@ -326,16 +326,9 @@ fn serve<S: Read + Write>(mut stream: S, sh: &Shared) {
 
 fn request_key(r: &Request) -> Option<&[u8]> {
     match r {
-        Request::Get { key }
-        | Request::Put { key, .. }
-        | Request::Delete { key }
-        | Request::Cas { key, .. }
-        | Request::Incr { key, .. }
-        | Request::Expire { key, .. }
-        | Request::Ttl { key } => Some(key),
         Request::Scan { start, .. } => Some(start),
         Request::Batch { ops, .. } => ops.first().map(BatchOp::key),
-        _ => None,
+        _ => r.single_key(),
     }
 }
 
