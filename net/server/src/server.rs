@@ -80,6 +80,32 @@ enum Accepted {
     Stop,
 }
 
+/// The next connection `listener` accepts on this core, or None once the node stops.
+/// A failed accept (out of descriptors, a connection reset before accept) is logged
+/// with `protocol` and retried after a short pause: the listener keeps serving.
+pub(crate) async fn accept_next(
+    ctx: &ShardContext,
+    listener: &TcpListener,
+    protocol: &str,
+) -> Option<glommio::net::TcpStream> {
+    loop {
+        let ev = async { Accepted::Conn(listener.accept().await) }
+            .or(async {
+                ctx.stopped().await;
+                Accepted::Stop
+            })
+            .await;
+        match ev {
+            Accepted::Stop => return None,
+            Accepted::Conn(Ok(s)) => return Some(s),
+            Accepted::Conn(Err(e)) => {
+                tracing::warn!(error = %e, protocol, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
 /// Serves the native protocol on this core until shutdown, then waits for its
 /// connections to finish what they have in flight.
 pub async fn serve(ctx: Rc<ShardContext>, cfg: Arc<ServerConfig>) {
@@ -139,23 +165,7 @@ async fn accept_loop(
     listener: TcpListener,
     open: Rc<Cell<usize>>,
 ) {
-    loop {
-        let ev = async { Accepted::Conn(listener.accept().await) }
-            .or(async {
-                ctx.stopped().await;
-                Accepted::Stop
-            })
-            .await;
-        let mut stream = match ev {
-            Accepted::Stop => break,
-            Accepted::Conn(Ok(s)) => s,
-            Accepted::Conn(Err(e)) => {
-                // Out of descriptors or a connection reset before accept: keep serving.
-                tracing::warn!(error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+    while let Some(mut stream) = accept_next(&ctx, &listener, "native").await {
         let mut st = ctx.core.stats.borrow_mut();
         if open.get() >= cfg.max_connections_per_shard {
             st.conns.refused += 1;

@@ -83,31 +83,11 @@ pub async fn bind(ctx: &ShardContext, cfg: &HttpConfig) -> Result<TcpListener, S
     Ok(l)
 }
 
-enum Accepted {
-    Conn(glommio::Result<TcpStream, ()>),
-    Stop,
-}
-
 /// Accepts HTTP connections on this core until shutdown, at most
 /// `HTTP_MAX_CONNECTIONS_PER_SHARD` at once (more are answered 503 and closed).
 pub async fn serve(ctx: Rc<ShardContext>, cfg: std::sync::Arc<HttpConfig>, listener: TcpListener) {
     let open = Rc::new(Cell::new(0usize));
-    loop {
-        let ev = async { Accepted::Conn(listener.accept().await) }
-            .or(async {
-                ctx.stopped().await;
-                Accepted::Stop
-            })
-            .await;
-        let stream = match ev {
-            Accepted::Stop => break,
-            Accepted::Conn(Ok(s)) => s,
-            Accepted::Conn(Err(e)) => {
-                tracing::warn!(error = %e, "accept failed (HTTP)");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+    while let Some(stream) = crate::server::accept_next(&ctx, &listener, "HTTP").await {
         if open.get() >= HTTP_MAX_CONNECTIONS_PER_SHARD {
             glommio::spawn_local(refuse(stream)).detach();
             continue;

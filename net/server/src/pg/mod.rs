@@ -37,11 +37,6 @@ pub async fn serve_all(ctx: Rc<ShardContext>, cfg: Arc<ServerConfig>) {
     futures_lite::future::zip(crate::serve(ctx, cfg), pg).await;
 }
 
-enum Event {
-    Accepted(glommio::Result<TcpStream, ()>),
-    Stop,
-}
-
 /// Accepts PostgreSQL connections on this core until shutdown.
 pub async fn serve(ctx: Rc<ShardContext>, cfg: Arc<ServerConfig>, listener: TcpListener) {
     let engine = Rc::new(Engine::new(RouterKv { ctx: ctx.clone() }));
@@ -52,22 +47,7 @@ pub async fn serve(ctx: Rc<ShardContext>, cfg: Arc<ServerConfig>, listener: TcpL
     };
     let open = Rc::new(Cell::new(0usize));
     let mut next_pid = (ctx.id() as i32) << 24;
-    loop {
-        let ev = async { Event::Accepted(listener.accept().await) }
-            .or(async {
-                ctx.stopped().await;
-                Event::Stop
-            })
-            .await;
-        let stream = match ev {
-            Event::Stop => break,
-            Event::Accepted(Ok(s)) => s,
-            Event::Accepted(Err(e)) => {
-                tracing::warn!(error = %e, "accept failed (PostgreSQL)");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+    while let Some(stream) = crate::server::accept_next(&ctx, &listener, "PostgreSQL").await {
         if open.get() >= cfg.max_connections_per_shard {
             glommio::spawn_local(refuse(stream)).detach();
             continue;
