@@ -59,20 +59,21 @@ pub async fn copy_durably<F: FileSystem>(
 pub async fn sum_file<F: FileSystem>(fs: &F, path: &Path) -> Result<Sum> {
     let reader = fs.open_read(path).await?;
     let size = reader.size();
-    let mut crc = 0u32;
-    let mut at = 0u64;
-    while at < size {
-        let n = ((size - at) as usize).min(MAX_IO_BYTES);
-        crc = codec::crc32c_extend(crc, &reader.read_exact_at(at, n).await?);
-        at += n as u64;
-    }
+    let crc32c = crc_of_prefix(&reader, size).await?;
     reader.close().await?;
-    Ok(Sum { size, crc32c: crc })
+    Ok(Sum { size, crc32c })
 }
 
 /// CRC-32C of the first `len` bytes of `path` (an error if it is shorter).
 pub async fn sum_prefix<F: FileSystem>(fs: &F, path: &Path, len: u64) -> Result<u32> {
     let reader = fs.open_read(path).await?;
+    let crc = crc_of_prefix(&reader, len).await?;
+    reader.close().await?;
+    Ok(crc)
+}
+
+/// CRC-32C of the first `len` bytes `reader` holds, read in `MAX_IO_BYTES` pieces.
+async fn crc_of_prefix<R: ReadFile>(reader: &R, len: u64) -> Result<u32> {
     let mut crc = 0u32;
     let mut at = 0u64;
     while at < len {
@@ -80,6 +81,5 @@ pub async fn sum_prefix<F: FileSystem>(fs: &F, path: &Path, len: u64) -> Result<
         crc = codec::crc32c_extend(crc, &reader.read_exact_at(at, n).await?);
         at += n as u64;
     }
-    reader.close().await?;
     Ok(crc)
 }
