@@ -199,3 +199,35 @@ async fn accept_loop(
         .detach();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use glommio::net::TcpListener;
+    use nextdb_engine::runtime::testing::run_bounded;
+    use std::time::Duration;
+
+    /// A core serves its listeners from one task (`serve_node` zips them), so every
+    /// connection accepted on one listener polls the idle listeners' pending accepts
+    /// again. Unpatched glommio kept one more clone of the task's waker per poll; at
+    /// 32,767 the task's reference count overflowed and the core panicked (the
+    /// hostile suite's reconnect storm found it: ~30,000 native connections and no
+    /// PostgreSQL one). 40,000 polls of one pending accept must leave the task alive.
+    #[test]
+    fn a_pending_accept_polled_40000_times_keeps_one_waker() {
+        run_bounded(Duration::from_secs(60), || async {
+            let idle = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let accept = async { idle.accept().await.map(|_| ()) };
+            let busy = async {
+                for _ in 0..40_000 {
+                    futures_lite::future::yield_now().await;
+                }
+            };
+            // `or`: the busy side finishes; the accept is dropped still pending.
+            let done = futures_lite::future::or(async { accept.await.is_ok() }, async {
+                busy.await;
+                false
+            });
+            assert!(!done.await, "nothing connected to the idle listener");
+        });
+    }
+}

@@ -384,7 +384,7 @@ impl<U: IoVec + Unpin, S: Stream<Item = (ScheduledSource, U)> + Unpin> Stream
                     .back_mut()
                     .unwrap()
                     .0
-                    .add_waiter_many(cx.waker().clone());
+                    .add_waiter_once(cx.waker()); // NextDB patch: see Source::collect_rw
                 Poll::Pending
             }
         };

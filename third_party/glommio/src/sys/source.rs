@@ -283,10 +283,15 @@ impl Source {
         debug_assert_eq!(inner.wakers.waiters.len(), 1)
     }
 
-    // adds a waiter to the list. Useful for streams that have many futures waiting
-    // on a single I/O source
-    pub(crate) fn add_waiter_many(&self, waker: Waker) {
-        self.inner.borrow_mut().wakers.waiters.push(waker)
+    /// Adds a waiter to the list (streams may have many futures waiting on one
+    /// source). NextDB patch: unless a waiter already wakes the same task; upstream's
+    /// `add_waiter_many` pushed a clone per call.
+    pub(crate) fn add_waiter_once(&self, waker: &Waker) {
+        let mut inner = self.inner.borrow_mut();
+        let waiters = &mut inner.wakers.waiters;
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
     }
 
     pub(super) fn is_installed(&self) -> Option<bool> {
@@ -310,7 +315,11 @@ impl Source {
                 return Poll::Ready(result);
             }
 
-            self.add_waiter_many(cx.waker().clone());
+            // NextDB patch (PATCHES.md): a task that polls this again before the
+            // result (a `zip` or `or` beside busier futures) keeps one waker here,
+            // not one per poll: upstream pushed a clone per poll, and 32,767 clones
+            // of one task overflow its reference count (a panic that kills the core).
+            self.add_waiter_once(cx.waker());
             Poll::Pending
         })
         .await
