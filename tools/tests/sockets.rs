@@ -1,7 +1,7 @@
 //! The node's socket receive path, end to end, in both of its modes: a multishot
-//! receive per connection drawing from the core's provided-buffer ring (opt-in,
-//! `GLOMMIO_RECV_MULTISHOT=1`, while a defect under connection churn stands), and a
-//! readiness poll per read (the default, and what older kernels get). The ring holds 1 MiB per core; values of several MiB,
+//! receive per connection drawing from the core's provided-buffer ring (the default),
+//! and a readiness poll per read (`GLOMMIO_RECV_MULTISHOT=0`, and what older kernels
+//! get). The ring holds 1 MiB per core; values of several MiB,
 //! more connections than it has buffers, and a deep pipeline all exhaust it, so the
 //! fallback to a plain `recv` while buffers are held is exercised too, and so is a
 //! reader that stops reading (its receive is cancelled and re-armed later). Every byte is

@@ -91,12 +91,11 @@ fn map_anonymous(bytes: usize) -> io::Result<*mut u8> {
 }
 
 impl BufRing {
-    /// Maps and registers a ring with `ring_fd`; `None` unless `GLOMMIO_RECV_MULTISHOT=1`
-    /// asks for it and the kernel has it: sockets then use readiness polls. Opt-in
-    /// while a defect stands: under connection churn (NextDB's hostile suite,
-    /// `reconnect_storm`) a long-lived connection stops being answered (PATCHES.md).
+    /// Maps and registers a ring with `ring_fd`; `None` when the kernel lacks buffer
+    /// rings or `GLOMMIO_RECV_MULTISHOT=0` turns the mode off: sockets then use
+    /// readiness polls (PATCHES.md).
     pub(crate) fn register(ring_fd: RawFd) -> Option<Rc<BufRing>> {
-        if std::env::var_os("GLOMMIO_RECV_MULTISHOT").is_none_or(|v| v != "1") {
+        if std::env::var_os("GLOMMIO_RECV_MULTISHOT").is_some_and(|v| v == "0") {
             return None;
         }
         let ring_bytes = ENTRIES as usize * std::mem::size_of::<RingEntry>();
