@@ -293,6 +293,31 @@ fn self_cpu_secs() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// CPU seconds (user + system) process `pid` has used, all threads, from
+/// `/proc/PID/stat` (clock-tick resolution: 10 ms at the usual 100 Hz). None when the
+/// process is gone or the file does not parse.
+pub fn process_cpu_secs(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_process_cpu_ticks(&text).map(|t| t as f64 / clock_ticks_per_sec())
+}
+
+/// utime + stime of a `/proc/PID/stat` line. The command name (field 2) may hold
+/// spaces and parentheses, so fields are counted after its last `)`: state is then
+/// the first, utime the 12th and stime the 13th (fields 14 and 15 of proc(5)).
+fn parse_process_cpu_ticks(text: &str) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    // SAFETY: sysconf reads a constant of the running system.
+    match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        hz if hz > 0 => hz as f64,
+        _ => 100.0,
+    }
+}
+
 /// Where the CPU time went during one measured run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CpuUse {
@@ -302,6 +327,9 @@ pub struct CpuUse {
     /// This process (the driver; in the engine suite also the engine it drives), in
     /// percent of one CPU.
     pub driver_cpu_pct: f64,
+    /// The measured server process (all its threads), in percent of one CPU; None
+    /// where the server runs in the driver's process or could not be read.
+    pub server_cpu_pct: Option<f64>,
 }
 
 impl CpuUse {
@@ -310,6 +338,7 @@ impl CpuUse {
         serde_json::json!({
             "per_cpu_busy_pct": self.per_cpu_busy_pct.iter().map(|&x| r(x)).collect::<Vec<_>>(),
             "driver_cpu_pct": r(self.driver_cpu_pct),
+            "server_cpu_pct": self.server_cpu_pct.map(r),
         })
     }
 }
@@ -319,11 +348,19 @@ pub struct CpuMeter {
     t0: Instant,
     cpus0: Vec<(u64, u64)>,
     self0: f64,
+    /// The server's pid and its CPU seconds at the start.
+    server0: Option<(u32, f64)>,
 }
 
 impl CpuMeter {
     pub fn start() -> CpuMeter {
+        Self::start_with_server(None)
+    }
+
+    /// Also charges the CPU time of process `server` (a server the driver talks to).
+    pub fn start_with_server(server: Option<u32>) -> CpuMeter {
         CpuMeter {
+            server0: server.and_then(|pid| Some((pid, process_cpu_secs(pid)?))),
             t0: Instant::now(),
             cpus0: cpu_times(),
             self0: self_cpu_secs(),
@@ -333,13 +370,14 @@ impl CpuMeter {
     pub fn stop(&self) -> CpuUse {
         let wall = self.t0.elapsed().as_secs_f64();
         let per_cpu_busy_pct = busy_pct(&self.cpus0, &cpu_times());
+        let pct = |secs: f64| if wall > 0.0 { secs / wall * 100.0 } else { 0.0 };
+        let server_cpu_pct = self
+            .server0
+            .and_then(|(pid, s0)| Some(pct(process_cpu_secs(pid)? - s0)));
         CpuUse {
             per_cpu_busy_pct,
-            driver_cpu_pct: if wall > 0.0 {
-                (self_cpu_secs() - self.self0) / wall * 100.0
-            } else {
-                0.0
-            },
+            driver_cpu_pct: pct(self_cpu_secs() - self.self0),
+            server_cpu_pct,
         }
     }
 }
@@ -378,5 +416,16 @@ mod tests {
         assert!((pct[0] - 90.0).abs() < 1e-9, "{pct:?}");
         assert_eq!(pct[1], 0.0);
         assert_eq!(cpu_list(&[0, 2]), "0,2");
+    }
+
+    #[test]
+    fn reads_a_process_cpu_time_past_a_name_with_spaces_and_parentheses() {
+        // proc(5): pid (comm) state ppid pgrp session tty_nr tpgid flags minflt
+        // cminflt majflt cmajflt utime stime ...
+        let line = "4242 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 1234 567 0 0 20 0 9 0";
+        assert_eq!(parse_process_cpu_ticks(line), Some(1234 + 567));
+        assert_eq!(parse_process_cpu_ticks("4242 (x) S 1 2"), None);
+        let me = process_cpu_secs(std::process::id()).expect("own /proc/PID/stat");
+        assert!(me >= 0.0);
     }
 }

@@ -51,6 +51,9 @@ pub struct Measured {
     pub send_lag_p99_us: Option<f64>,
     /// Durable rows: the server's log commits (fdatasyncs) per second during the run.
     pub log_commits_per_s: Option<f64>,
+    /// Server CPU time per operation in µs (all its threads; the warm-up's CPU is
+    /// charged at the measured rate), where the server is a process of its own.
+    pub server_cpu_us_per_op: Option<f64>,
 }
 
 /// A latency histogram in nanoseconds as (percentile, µs) points.
@@ -193,6 +196,17 @@ impl Side {
             if let Some(ops) = self.spread(|m| m.ops_per_s) {
                 v["writes_per_log_commit"] = json!(round(ops.median / c.max(1.0)));
             }
+        }
+        if let Some(s) = Spread::of(
+            &self
+                .runs
+                .iter()
+                .filter_map(|m| m.server_cpu_us_per_op)
+                .collect::<Vec<_>>(),
+        ) {
+            v["server_cpu_us_per_op"] = json!(round(s.median));
+            v["server_cpu_us_per_op_min"] = json!(round(s.min));
+            v["server_cpu_us_per_op_max"] = json!(round(s.max));
         }
         if let Some(lag) = self.median_of(|m| m.send_lag_p99_us) {
             v["send_lag_p99_us"] = json!(round(lag));

@@ -107,9 +107,10 @@ pub struct KvArgs {
     /// Meaningful with --shards 2 or more.
     #[arg(long)]
     pub shard_aware: bool,
-    /// NextDB rows: scrape the node's `/metrics` every second during each measured
-    /// run, as a Prometheus server would (the cost of observability; compare with a
-    /// run without it); row names get `_metrics_scraped`.
+    /// The cost of observability: every NextDB repeat runs twice, without and then
+    /// with the node's `/metrics` scraped every second as a Prometheus server would;
+    /// the scraped runs are the row's `peer_nextdb_metrics_scraped` and
+    /// `ratio_vs_nextdb_metrics_scraped` is unscraped / scraped throughput.
     #[arg(long)]
     pub scrape_metrics: bool,
     /// No cpusets: servers and driver go wherever the kernel puts them.
@@ -194,6 +195,8 @@ struct RowResult {
     nextdb: Side,
     peer: Side,
     rb: Option<Side>,
+    /// NextDB's runs with `/metrics` scraped (`--scrape-metrics`), paired with `nextdb`.
+    scraped: Side,
 }
 
 struct Ctx {
@@ -291,7 +294,7 @@ impl Ctx {
             (true, Some(http)) if r.nextdb => Some(scrape::Scraper::start(http)),
             _ => None,
         };
-        let cpu = CpuMeter::start();
+        let cpu = CpuMeter::start_with_server(r.server.pid());
         let (res, lag) = match rate {
             Some(_) => open_loop::run(r.server.addr, r.server.proto, &w, &self.values)
                 .map(|(x, l)| (x, Some(l)))?,
@@ -307,6 +310,10 @@ impl Ctx {
         }
         r.server.check_alive()?;
         let mut m = measured(&res);
+        m.server_cpu_us_per_op = cpu
+            .server_cpu_pct
+            .filter(|_| m.ops_per_s > 0.0)
+            .map(|pct| pct / 100.0 * 1e6 / m.ops_per_s);
         m.cpu = Some(cpu);
         m.send_lag_p99_us = lag;
         if r.nextdb {
@@ -389,6 +396,10 @@ fn run_inner(args: KvArgs) -> Result<()> {
                 json!({"source": "nextdb-perf driver, RESP"}),
             ),
             rb: None,
+            scraped: Side::new(
+                "nextdb, /metrics scraped every second",
+                json!({"source": "nextdb-perf driver, native protocol v1, plus a scraper"}),
+            ),
         })
         .collect();
     for durable in [false, true] {
@@ -476,6 +487,14 @@ fn run_row(
             let mut m = ctx.measure(r, &row.spec, row.rates.0)?;
             m.settle_secs = settle_n.filter(|_| rep == 0);
             row.nextdb.runs.push(m);
+            if ctx.args.scrape_metrics {
+                let spec = RowSpec {
+                    scraped: true,
+                    ..row.spec.clone()
+                };
+                let m = ctx.measure(r, &spec, row.rates.0)?;
+                row.scraped.runs.push(m);
+            }
         }
         if let Some(r) = redis.as_deref_mut() {
             let mut m = ctx.measure(r, &row.spec, row.rates.1)?;

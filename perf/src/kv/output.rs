@@ -30,6 +30,7 @@ fn row(ctx: &Ctx, r: &RowResult) -> Row {
             .rb
             .iter()
             .map(|s| ("redis_benchmark".to_string(), s.clone()))
+            .chain(nonempty(&r.scraped).map(|s| ("nextdb_metrics_scraped".to_string(), s)))
             .collect(),
     }
 }

@@ -27,9 +27,8 @@ pub struct RowSpec {
     /// NextDB side: the driver routes each request to the core that owns its key
     /// (`--shard-aware`); the name gets `_shard_aware`.
     pub shard_aware: bool,
-    /// NextDB side: `/metrics` is scraped every second during the measured run
-    /// (`--scrape-metrics`, the cost of observability); the name gets
-    /// `_metrics_scraped`.
+    /// NextDB side: `/metrics` is scraped every second during the measured run (the
+    /// paired runs of `--scrape-metrics`); the name gets `_metrics_scraped`.
     pub scraped: bool,
 }
 
@@ -177,7 +176,6 @@ pub fn select(args: &KvArgs) -> Result<Vec<RowSpec>> {
     for s in &mut specs {
         // Closed-loop rows only: the open-loop sender writes one connection each.
         s.shard_aware = args.shard_aware && s.peak_fraction.is_none();
-        s.scraped = args.scrape_metrics;
         if let Some(c) = args.connections {
             s.connections = c.max(1);
         }

@@ -100,6 +100,11 @@ impl Server {
         }
     }
 
+    /// The server's process id while it runs (its CPU time is charged to the rows).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// An error if the server has exited.
     pub fn check_alive(&mut self) -> Result<()> {
         let Some(child) = self.child.as_mut() else {
