@@ -209,6 +209,8 @@ struct Ctx {
     measured_peak: (Cell<Option<f64>>, Cell<Option<f64>>),
     /// The data directory's commit latency, measured before the durable rows.
     disk: Option<crate::disk::FsyncProbe>,
+    /// `--scrape-metrics`: one scrape's cost on the idle, loaded node.
+    scrape_cost: Cell<Option<scrape::ScrapeCost>>,
 }
 
 /// A server of one side and what it cost to get it ready.
@@ -369,6 +371,7 @@ fn run_inner(args: KvArgs) -> Result<()> {
         args,
         measured_peak: Default::default(),
         disk: None,
+        scrape_cost: Cell::new(None),
     };
     if results_need_disk(&ctx.args)? {
         let probe = crate::disk::fsync_probe(&ctx.args.dir)
@@ -423,6 +426,9 @@ fn run_group(ctx: &Ctx, results: &mut [RowResult], durable: bool) -> Result<()> 
     let mut redis = (!ctx.args.nextdb_only)
         .then(|| ctx.start(false, durable))
         .transpose()?;
+    if let Some(r) = nextdb.as_ref() {
+        probe_scrape_cost(ctx, &r.server)?;
+    }
     for i in 0..results.len() {
         if results[i].spec.durable != durable {
             continue;
@@ -435,6 +441,27 @@ fn run_group(ctx: &Ctx, results: &mut [RowResult], durable: bool) -> Result<()> 
     for r in [nextdb.as_mut(), redis.as_mut()].into_iter().flatten() {
         r.server.stop()?;
     }
+    Ok(())
+}
+
+/// `--scrape-metrics`: measures what one scrape costs the idle node, once.
+fn probe_scrape_cost(ctx: &Ctx, s: &Server) -> Result<()> {
+    let (true, None, Some(http), Some(pid)) = (
+        ctx.args.scrape_metrics,
+        ctx.scrape_cost.get(),
+        s.http,
+        s.pid(),
+    ) else {
+        return Ok(());
+    };
+    let c = scrape::probe_cost(http, pid)?;
+    eprintln!(
+        "  one /metrics scrape ({} bytes) costs the idle node {:.2} ms of CPU: {:.2}% of a core at one a second",
+        c.bytes,
+        c.server_cpu_ms,
+        c.share_of_core_pct()
+    );
+    ctx.scrape_cost.set(Some(c));
     Ok(())
 }
 

@@ -116,6 +116,11 @@ fn config(ctx: &Ctx, redis_version: Option<String>) -> Value {
             length, or found counts more than {}% apart", report::FOUND_TOLERANCE * 100.0),
         "seed": a.seed,
         "disk_commit_latency": ctx.disk.as_ref().map(crate::disk::FsyncProbe::json),
+        "metrics_scrape_cost": ctx.scrape_cost.get().map(|c| json!({
+            "server_cpu_ms_per_scrape": (c.server_cpu_ms * 1000.0).round() / 1000.0,
+            "bytes": c.bytes,
+            "share_of_core_pct_at_one_per_second": (c.share_of_core_pct() * 1000.0).round() / 1000.0,
+        })),
     })
 }
 

@@ -50,8 +50,8 @@ impl Scraper {
     }
 }
 
-/// One scrape: the whole response read, its status checked.
-fn scrape(http: SocketAddr) -> std::io::Result<()> {
+/// One scrape: the whole response read, its status checked; its size.
+fn scrape(http: SocketAddr) -> std::io::Result<usize> {
     let mut s = TcpStream::connect_timeout(&http, SCRAPE_TIMEOUT)?;
     s.set_read_timeout(Some(SCRAPE_TIMEOUT))?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
@@ -61,5 +61,47 @@ fn scrape(http: SocketAddr) -> std::io::Result<()> {
         let head = String::from_utf8_lossy(&body[..body.len().min(200)]).to_string();
         return Err(std::io::Error::other(format!("answered {head:?}")));
     }
-    Ok(())
+    Ok(body.len())
+}
+
+/// Scrapes in the cost probe (about 1 ms of server CPU each: enough clock ticks for a
+/// figure to 10%).
+const PROBE_SCRAPES: u32 = 300;
+
+/// What one scrape costs the server, measured on the idle server before the rows.
+#[derive(Debug, Clone, Copy)]
+pub struct ScrapeCost {
+    /// Server CPU per scrape, the server's idle CPU over the same time subtracted.
+    pub server_cpu_ms: f64,
+    /// Bytes of one `/metrics` answer.
+    pub bytes: usize,
+}
+
+impl ScrapeCost {
+    /// The share of one core that scraping every `SCRAPE_INTERVAL` takes.
+    pub fn share_of_core_pct(&self) -> f64 {
+        self.server_cpu_ms / SCRAPE_INTERVAL.as_secs_f64() / 10.0
+    }
+}
+
+/// Scrapes the idle server `PROBE_SCRAPES` times back to back, then stays idle as
+/// long, and charges the difference of its CPU time to the scrapes.
+pub fn probe_cost(http: SocketAddr, pid: u32) -> Result<ScrapeCost> {
+    let cpu = || {
+        crate::cpu::process_cpu_secs(pid)
+            .ok_or_else(|| format!("cannot read the CPU time of {pid}"))
+    };
+    let bytes = scrape(http)?;
+    let (c0, t0) = (cpu()?, Instant::now());
+    for _ in 0..PROBE_SCRAPES {
+        scrape(http)?;
+    }
+    let (busy, wall) = (cpu()? - c0, t0.elapsed());
+    let c1 = cpu()?;
+    std::thread::sleep(wall);
+    let idle = cpu()? - c1;
+    Ok(ScrapeCost {
+        server_cpu_ms: ((busy - idle).max(0.0) * 1000.0) / f64::from(PROBE_SCRAPES),
+        bytes,
+    })
 }
