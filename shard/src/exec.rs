@@ -14,6 +14,7 @@ use crate::config::{KV_NAMESPACE, KV_PREFIX_BYTES, SCAN_ENTRY_OVERHEAD_BYTES, Sy
 use crate::error::ShardError;
 use crate::live::LiveSettings;
 use crate::locks::KeyLocks;
+use crate::op_timing::{self, Timed};
 use crate::ops::{
     BatchOp, BatchResult, ResponseBudget, ShardOp, ShardReply, ShardResult, TtlState,
 };
@@ -110,8 +111,11 @@ impl<F: FileSystem> ShardCore<F> {
             return r;
         }
         let core = self.clone();
-        let mut write = Box::pin(async move { core.execute(op).await });
-        if let Some(r) = future::poll_once(&mut write).await {
+        // Its own ledger (`op_timing`), handed to the request's once the write is done:
+        // the write may finish in a task of its own.
+        let mut write = Box::pin(Timed::new(async move { core.execute(op).await }));
+        if let Some((r, spent)) = future::poll_once(&mut write).await {
+            op_timing::charge(spent);
             return r;
         }
         // Started: it finishes in its own task, whether or not anyone still waits.
@@ -123,9 +127,13 @@ impl<F: FileSystem> ShardCore<F> {
         })
         .detach();
         let answer = async {
-            rx.recv_async()
-                .await
-                .unwrap_or(Err(ShardError::ShuttingDown))
+            match rx.recv_async().await {
+                Ok((r, spent)) => {
+                    op_timing::charge(spent);
+                    r
+                }
+                Err(_) => Err(ShardError::ShuttingDown),
+            }
         };
         let deadline = async {
             glommio::timer::sleep(timeout).await;

@@ -14,6 +14,7 @@ pub mod live;
 pub mod locks;
 pub mod meta;
 pub mod node;
+pub mod op_timing;
 pub mod ops;
 pub mod raft;
 pub mod router;

@@ -22,6 +22,7 @@ use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 use nextdb_proto::{ErrorCode, ProtoError, Request, Response};
 use nextdb_shard::ShardContext;
+use nextdb_shard::op_timing::{Spent, Timed};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -30,9 +31,29 @@ use std::time::{Duration, Instant};
 struct Finished {
     id: u32,
     opcode: u8,
-    started: Instant,
+    timing: ReqTiming,
     key: KeyTag,
     resp: Response,
+}
+
+/// When a request's bytes arrived and when it started (the slow-operation log's
+/// queue time), and what it spent committing.
+#[derive(Clone, Copy)]
+struct ReqTiming {
+    read_at: Instant,
+    started: Instant,
+    spent: Spent,
+}
+
+impl ReqTiming {
+    fn now() -> ReqTiming {
+        let t = Instant::now();
+        ReqTiming {
+            read_at: t,
+            started: t,
+            spent: Spent::default(),
+        }
+    }
 }
 
 /// Answers of requests that ran in their own task, waiting to be written.
@@ -99,6 +120,8 @@ struct Conn<S> {
     backlog: bool,
     /// Slow requests answered and not yet written (`slow_log`).
     slow: Vec<SlowOp>,
+    /// When the bytes being processed were read (a request's queue time starts).
+    read_at: Instant,
 }
 
 /// Serves one accepted connection until it closes: plain, or TLS when the server has
@@ -150,6 +173,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
         // Frames pipelined behind the handshake are served first.
         backlog: true,
         slow: Vec::new(),
+        read_at: Instant::now(),
     };
     if let Err(e) = c.run().await {
         tracing::debug!(error = %e, "connection closed with an error");
@@ -191,6 +215,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             match self.wait(completed).await {
                 Wake::Read(Ok(0)) | Wake::Stop => self.draining = true,
                 Wake::Read(Ok(n)) => {
+                    self.read_at = Instant::now();
                     self.ctx.core.stats.borrow_mut().conns.bytes_in += n as u64;
                     self.process().await;
                 }
@@ -271,13 +296,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             .set(self.comp.in_flight.get() - done.len());
         self.comp.held_bytes.set(0);
         for f in done {
-            self.answer(f.id, f.opcode, f.started, &f.key, &f.resp);
+            self.answer(f.id, f.opcode, f.timing, &f.key, &f.resp);
         }
     }
 
-    fn answer(&mut self, id: u32, opcode: u8, started: Instant, key: &KeyTag, resp: &Response) {
+    fn answer(&mut self, id: u32, opcode: u8, t: ReqTiming, key: &KeyTag, resp: &Response) {
         let ok = !matches!(resp, Response::Error { .. });
-        let micros = started.elapsed().as_micros() as u64;
+        let micros = t.started.elapsed().as_micros() as u64;
         let op = dispatch::stats_index(opcode);
         self.ctx.core.stats.borrow_mut().record(op, micros, ok);
         resp.encode(opcode, id, &mut self.io.out);
@@ -288,7 +313,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     .copied()
                     .unwrap_or("other"),
                 key: *key,
+                queue_us: t.started.duration_since(t.read_at).as_micros() as u64,
                 exec_us: micros,
+                commit_us: t.spent.commit_us,
                 answered: Instant::now(),
             });
         }
@@ -335,7 +362,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             self.fatal(id, opcode, code, &e.to_string());
         } else {
             let resp = Response::error(code, e.to_string());
-            self.answer(id, opcode, Instant::now(), &KeyTag::NONE, &resp);
+            self.answer(id, opcode, ReqTiming::now(), &KeyTag::NONE, &resp);
         }
     }
 
@@ -347,7 +374,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             Request::Ping { payload } => {
                 let pong = Response::Pong { payload };
-                self.answer(id, opcode, Instant::now(), &KeyTag::NONE, &pong);
+                self.answer(id, opcode, ReqTiming::now(), &KeyTag::NONE, &pong);
             }
             req => self.start(id, opcode, bytes, req).await,
         }
@@ -356,19 +383,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Runs a request: answered inline if it completes on its first poll, else in
     /// its own task whose answer `collect` picks up.
     async fn start(&mut self, id: u32, opcode: u8, bytes: usize, req: Request) {
-        let started = Instant::now();
+        let mut timing = ReqTiming {
+            read_at: self.read_at,
+            ..ReqTiming::now()
+        };
         let key = KeyTag::of(&req);
         let (ctx, session) = (self.ctx.clone(), self.session.clone());
-        let mut fut = Box::pin(async move { dispatch::execute(ctx, &session, req).await });
-        if let Some(resp) = future::poll_once(&mut fut).await {
-            self.answer(id, opcode, started, &key, &resp);
+        let mut fut = Box::pin(Timed::new(async move {
+            dispatch::execute(ctx, &session, req).await
+        }));
+        if let Some((resp, spent)) = future::poll_once(&mut fut).await {
+            timing.spent = spent;
+            self.answer(id, opcode, timing, &key, &resp);
             return;
         }
         let comp = self.comp.clone();
         comp.in_flight.set(comp.in_flight.get() + 1);
         comp.in_flight_bytes.set(comp.in_flight_bytes.get() + bytes);
         glommio::spawn_local(async move {
-            let resp = fut.await;
+            let (resp, spent) = fut.await;
+            timing.spent = spent;
             comp.in_flight_bytes.set(comp.in_flight_bytes.get() - bytes);
             let held = comp.held_bytes.get() + approx_size(&resp);
             if held > MAX_HELD_RESPONSE_BYTES {
@@ -380,7 +414,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             comp.done.borrow_mut().push(Finished {
                 id,
                 opcode,
-                started,
+                timing,
                 key,
                 resp,
             });

@@ -77,13 +77,19 @@ impl KeyTag {
     }
 }
 
-/// A slow request whose answer is queued and not yet written.
+/// A slow request whose answer is queued and not yet written. Its time splits into
+/// queue (bytes read → request started: waiting in the connection's buffer, e.g. for
+/// a free in-flight slot), exec (started → answer encoded) and network (encoded →
+/// written); exec splits further into commit (its writes' log commits on this core:
+/// append, the group commit's fsync, apply; `nextdb_shard::op_timing`) and storage
+/// (the rest: reads, admission, memtable, any hop to another core, and waiting for
+/// the connection to pick the answer up).
 pub struct SlowOp {
     pub op: &'static str,
     pub key: KeyTag,
-    /// Request decoded → answer encoded (execution, storage, group commit, any hop to
-    /// another core, and waiting for the connection to pick the answer up).
+    pub queue_us: u64,
     pub exec_us: u64,
+    pub commit_us: u64,
     /// When the answer was encoded into the connection's output buffer.
     pub answered: Instant,
 }
@@ -92,7 +98,11 @@ pub struct SlowOp {
 pub fn log_written(core: usize, redact: bool, slow: &mut Vec<SlowOp>) {
     for s in slow.drain(..) {
         let network_us = s.answered.elapsed().as_micros() as u64;
-        let total_us = s.exec_us + network_us;
+        let total_us = s.queue_us + s.exec_us + network_us;
+        // The commit is measured inside the execution; clocks read apart may differ
+        // by a microsecond.
+        let commit_us = s.commit_us.min(s.exec_us);
+        let storage_us = s.exec_us - commit_us;
         if redact {
             tracing::warn!(
                 target: "nextdb::slow_op",
@@ -100,7 +110,10 @@ pub fn log_written(core: usize, redact: bool, slow: &mut Vec<SlowOp>) {
                 key_len = s.key.full_len,
                 key_hash = format_args!("{:016x}", s.key.redacted_hash()),
                 total_us,
+                queue_us = s.queue_us,
                 exec_us = s.exec_us,
+                storage_us,
+                commit_us,
                 network_us,
                 core,
                 "slow operation"
@@ -112,7 +125,10 @@ pub fn log_written(core: usize, redact: bool, slow: &mut Vec<SlowOp>) {
                 key = %s.key.escaped(),
                 key_len = s.key.full_len,
                 total_us,
+                queue_us = s.queue_us,
                 exec_us = s.exec_us,
+                storage_us,
+                commit_us,
                 network_us,
                 core,
                 "slow operation"

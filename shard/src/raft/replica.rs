@@ -127,6 +127,8 @@ impl<F: FileSystem> Replica<F> {
     /// made before the first suspension point.
     pub async fn replicate(&self, data: Vec<u8>) -> Result<(), RaftError> {
         self.check_failed()?;
+        // The slow-operation log's commit time (`op_timing`), failures included.
+        let _charge = CommitCharge(std::time::Instant::now());
         let p: Proposal = self.group.borrow_mut().propose(data)?;
         let key = (p.index, p.term);
         self.waiters.borrow_mut().insert(key, None);
@@ -336,5 +338,15 @@ impl<F: FileSystem> Replica<F> {
             serving: self.serving.get(),
             pending_proposals: self.waiters.borrow().len(),
         }
+    }
+}
+
+/// Charges the time from its creation to its drop to the polled request's commit
+/// time (`op_timing`): a `replicate` that returns early or is dropped counts too.
+struct CommitCharge(std::time::Instant);
+
+impl Drop for CommitCharge {
+    fn drop(&mut self) {
+        crate::op_timing::charge_commit(self.0.elapsed());
     }
 }
