@@ -192,6 +192,21 @@ impl<V> BlockCache<V> {
     pub fn capacity(&self) -> usize {
         self.inner.borrow().stats.capacity
     }
+
+    /// Changes the byte budget of a running cache (`admin config set`). Shrinking
+    /// evicts least recently used blocks until the cache fits at once, so the budget
+    /// holds from the moment this returns; growing keeps every entry.
+    pub fn set_capacity(&self, capacity_bytes: usize) {
+        let mut g = self.inner.borrow_mut();
+        let inner = &mut *g;
+        inner.stats.capacity = capacity_bytes;
+        while inner.stats.bytes_used > capacity_bytes && inner.tail != NIL {
+            let victim = inner.tail;
+            inner.remove_node(victim);
+            inner.stats.evictions += 1;
+        }
+        assert!(inner.stats.bytes_used <= capacity_bytes);
+    }
 }
 
 impl<V> Inner<V> {
@@ -373,6 +388,56 @@ mod tests {
         c.insert((1, 1), Rc::new(vec![2; 10]), 200);
         assert!(c.get((1, 0)).is_none());
         assert_eq!(held.len(), 10);
+    }
+
+    #[test]
+    fn shrinking_evicts_the_least_recently_used_down_to_the_new_budget() {
+        let c: BlockCache<u64> = BlockCache::new(10 * (1000 + O));
+        for i in 0..10 {
+            c.insert((1, i), Rc::new(i), 1000);
+        }
+        // Touch the oldest so it survives the shrink.
+        assert!(c.get((1, 0)).is_some());
+        c.set_capacity(3 * (1000 + O));
+        let s = c.stats();
+        assert_eq!((s.entries, s.capacity), (3, 3 * (1000 + O)));
+        assert!(s.bytes_used <= s.capacity);
+        assert_eq!(s.evictions, 7);
+        for i in [0, 8, 9] {
+            assert!(
+                c.get((1, i)).is_some(),
+                "block {i} was among the most recent"
+            );
+        }
+        // Later inserts respect the smaller budget.
+        c.insert((2, 0), Rc::new(20), 1000);
+        let s = c.stats();
+        assert!(s.bytes_used <= s.capacity && s.entries == 3, "{s:?}");
+    }
+
+    #[test]
+    fn growing_keeps_every_entry_and_admits_more() {
+        let c: BlockCache<u64> = BlockCache::new(2 * (1000 + O));
+        c.insert((1, 0), Rc::new(0), 1000);
+        c.insert((1, 1), Rc::new(1), 1000);
+        c.set_capacity(4 * (1000 + O));
+        assert_eq!(c.stats().entries, 2);
+        c.insert((1, 2), Rc::new(2), 1000);
+        c.insert((1, 3), Rc::new(3), 1000);
+        let s = c.stats();
+        assert_eq!((s.entries, s.evictions), (4, 0));
+        for i in 0..4 {
+            assert_eq!(c.get((1, i)).as_deref(), Some(&i));
+        }
+        // A block larger than the old budget but within the new one is now cached.
+        c.set_capacity(10_000 + O);
+        c.insert((3, 0), Rc::new(30), 10_000);
+        assert!(c.get((3, 0)).is_some());
+        // Zero empties the cache and caches nothing more.
+        c.set_capacity(0);
+        c.insert((4, 0), Rc::new(40), 1);
+        let s = c.stats();
+        assert_eq!((s.entries, s.bytes_used), (0, 0));
     }
 
     #[test]

@@ -31,6 +31,11 @@ pub const PREEMPT_TIMER_US: u64 = 1000;
 /// Scheduler shares of the background (flush and compaction) task queue; foreground
 /// queues have glommio's default of 1000.
 pub const BACKGROUND_SHARES: usize = 250;
+/// Most shares a glommio task queue can have (it clamps above; 1 is the least).
+pub const MAX_TASK_QUEUE_SHARES: usize = 1000;
+/// How often glommio re-reads the background queue's shares, so a live change
+/// (`Db::set_background_shares`) takes effect within this.
+pub const BACKGROUND_SHARES_ADJUST: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Largest user key the engine accepts.
 pub const MAX_KEY_BYTES: usize = 64 * 1024;

@@ -90,6 +90,12 @@ impl RowCache {
     pub fn stats(&self) -> CacheStats {
         self.entries.stats()
     }
+
+    /// Changes the byte budget (`BlockCache::set_capacity`: shrinking evicts at
+    /// once; 0 keeps nothing).
+    pub fn set_capacity(&self, capacity_bytes: usize) {
+        self.entries.set_capacity(capacity_bytes);
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,14 @@
 //! How a core's executor is set up for the engine: one place for the glommio settings
 //! that the server, the tools, the benchmarks and the tests share.
 
-use crate::config::{BACKGROUND_SHARES, LOCAL_EXECUTOR_IO_MEMORY_BYTES, PREEMPT_TIMER_US};
+use crate::config::{
+    BACKGROUND_SHARES_ADJUST, LOCAL_EXECUTOR_IO_MEMORY_BYTES, MAX_TASK_QUEUE_SHARES,
+    PREEMPT_TIMER_US,
+};
 use crate::db::Db;
 use crate::fs::FileSystem;
-use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
+use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, SharesManager};
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -22,14 +26,46 @@ pub fn executor_builder(placement: Placement) -> LocalExecutorBuilder {
         .preempt_timer(Duration::from_micros(PREEMPT_TIMER_US))
 }
 
-/// Spawns the engine's flush and compaction loops into a task queue with
-/// `BACKGROUND_SHARES` (foreground work keeps the default 1000). Must run inside the
+/// Scheduler shares of a task queue that its owning core changes while it runs
+/// (`Db::set_background_shares`). glommio reads them at most every
+/// `BACKGROUND_SHARES_ADJUST`, so a change takes effect within that.
+#[derive(Debug)]
+pub struct LiveShares(Cell<usize>);
+
+impl LiveShares {
+    pub fn new(shares: usize) -> LiveShares {
+        LiveShares(Cell::new(shares))
+    }
+
+    pub fn get(&self) -> usize {
+        self.0.get()
+    }
+
+    /// Sets the shares; glommio clamps them to 1..=1000 (`MAX_TASK_QUEUE_SHARES`).
+    pub fn set(&self, shares: usize) {
+        self.0.set(shares.clamp(1, MAX_TASK_QUEUE_SHARES));
+    }
+}
+
+impl SharesManager for LiveShares {
+    fn shares(&self) -> usize {
+        self.0.get()
+    }
+
+    fn adjustment_period(&self) -> Duration {
+        BACKGROUND_SHARES_ADJUST
+    }
+}
+
+/// Spawns the engine's flush and compaction loops into a task queue with the
+/// engine's live background shares (`BACKGROUND_SHARES` at open; foreground work
+/// keeps the default 1000). Must run inside the
 /// executor that owns `db`. The loops hold the engine and end only at `Db::close`: an
 /// engine whose handles are all dropped without `close` keeps them running until the
 /// executor ends.
 pub fn spawn_background<F: FileSystem>(db: &Rc<Db<F>>) -> crate::Result<()> {
     let tq = glommio::executor().create_task_queue(
-        Shares::Static(BACKGROUND_SHARES),
+        Shares::Dynamic(db.background_shares_manager()),
         Latency::NotImportant,
         "nextdb-background",
     );

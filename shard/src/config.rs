@@ -106,6 +106,20 @@ impl std::fmt::Display for SyncMode {
 /// Default threshold of the slow-operation log, in milliseconds.
 pub const DEFAULT_SLOW_OP_MS: u64 = 100;
 
+/// Ranges of the live settings (`settings.rs`, `nextdb admin config set`); sizes are
+/// per core. The slow-operation threshold tops out at an hour (anything slower is a
+/// request the deadline already ended).
+pub const MAX_SLOW_OP_MS: u64 = 3_600_000;
+/// A block cache of at least 1 MiB (`serve` refuses 0 too) and at most 1 TiB.
+pub const MIN_BLOCK_CACHE_MB: u64 = 1;
+pub const MAX_BLOCK_CACHE_MB: u64 = 1 << 20;
+/// A row cache of 0 (keeps nothing) up to 1 TiB.
+pub const MAX_ROW_CACHE_MB: u64 = 1 << 20;
+/// The flush and compaction queue's scheduler shares: glommio's range for a task
+/// queue (foreground queues have 1000; the engine starts it at `BACKGROUND_SHARES`).
+pub const MIN_BACKGROUND_SHARES: u64 = 1;
+pub const MAX_BACKGROUND_SHARES: u64 = nextdb_engine::config::MAX_TASK_QUEUE_SHARES as u64;
+
 /// What a node needs to start.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {

@@ -23,6 +23,9 @@ pub enum ShardError {
     ShuttingDown,
     #[error("internal error: {0}")]
     Internal(String),
+    /// `admin config` named a setting the node does not have.
+    #[error("unknown setting {0}")]
+    UnknownSetting(String),
 }
 
 impl From<nextdb_engine::Error> for ShardError {

@@ -92,10 +92,10 @@ impl<F: FileSystem> ShardCore<F> {
     }
 
     /// Runs `op` under this core's admission control (`admission.rs`): BUSY when the
-    /// core is full, TIMEOUT past the deadline. STATS is always admitted, so an
-    /// operator can look at an overloaded node.
+    /// core is full, TIMEOUT past the deadline. STATS and CONFIG are always admitted,
+    /// so an operator can look at and tune an overloaded node.
     pub async fn run(self: Rc<Self>, op: ShardOp) -> ShardReply {
-        if matches!(op, ShardOp::Stats | ShardOp::Backup(_)) {
+        if matches!(op, ShardOp::Stats | ShardOp::Backup(_) | ShardOp::Config(_)) {
             return self.execute(op).await;
         }
         let permit = self.admission.admit(self.id)?;
@@ -195,7 +195,7 @@ impl<F: FileSystem> ShardCore<F> {
     /// inline, the largest arm (a BATCH, a read-modify-write) set the size of every
     /// GET's (7 KB, against about 3 KB now).
     pub async fn execute(&self, op: ShardOp) -> ShardReply {
-        if !matches!(op, ShardOp::Stats) && !self.replica.serving() {
+        if !matches!(op, ShardOp::Stats | ShardOp::Config(_)) && !self.replica.serving() {
             // After a restart the group re-applies what it committed before it serves.
             Box::pin(self.replica.wait_serving()).await?;
         }
@@ -301,6 +301,12 @@ impl<F: FileSystem> ShardCore<F> {
             }
             ShardOp::Stats => Ok(ShardResult::Stats(Box::new(self.snapshot()))),
             ShardOp::Backup(t) => Ok(ShardResult::Backup(Box::new(self.db.backup(&t).await?))),
+            ShardOp::Config(change) => {
+                if let Some(c) = change {
+                    self.apply_setting(c)?;
+                }
+                Ok(ShardResult::Settings(self.settings()))
+            }
         }
     }
 

@@ -19,6 +19,7 @@ pub mod ops;
 pub mod raft;
 pub mod router;
 pub mod routing;
+pub mod settings;
 pub mod shutdown;
 pub mod stats;
 

@@ -97,6 +97,10 @@ pub enum ShardOp {
     /// Back this shard up (`nextdb admin backup`); runs outside admission control and
     /// the request deadline, like STATS: a backup takes as long as its copies.
     Backup(Box<nextdb_engine::db::BackupTarget>),
+    /// Apply a live setting on this core (None: only read them), then answer with
+    /// this core's settings (`settings.rs`). Outside admission control, like STATS:
+    /// an operator tunes an overloaded node.
+    Config(Option<crate::settings::Change>),
 }
 
 impl ShardOp {
@@ -113,7 +117,8 @@ impl ShardOp {
             | ShardOp::Scan { .. }
             | ShardOp::Ttl { .. }
             | ShardOp::Stats
-            | ShardOp::Backup(_) => false,
+            | ShardOp::Backup(_)
+            | ShardOp::Config(_) => false,
         }
     }
 
@@ -127,9 +132,11 @@ impl ShardOp {
             | ShardOp::Incr { key, .. }
             | ShardOp::Expire { key, .. }
             | ShardOp::Ttl { key } => Some(key),
-            ShardOp::Scan { .. } | ShardOp::Batch { .. } | ShardOp::Stats | ShardOp::Backup(_) => {
-                None
-            }
+            ShardOp::Scan { .. }
+            | ShardOp::Batch { .. }
+            | ShardOp::Stats
+            | ShardOp::Backup(_)
+            | ShardOp::Config(_) => None,
         }
     }
 }
@@ -154,6 +161,8 @@ pub enum ShardResult {
     Ttl(TtlState),
     Stats(Box<ShardStatsSnapshot>),
     Backup(Box<nextdb_engine::db::ShardBackup>),
+    /// A core's settings after a CONFIG operation, in `settings::ALL` order.
+    Settings(Vec<(crate::settings::Setting, String)>),
 }
 
 pub type ShardReply = Result<ShardResult, ShardError>;

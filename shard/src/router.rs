@@ -246,6 +246,33 @@ impl<F: FileSystem, T: Transport> Router<F, T> {
     }
 }
 
+impl<F: FileSystem, T: Transport> Router<F, T> {
+    /// Reads (`change` None) or changes a live setting on every core and answers with
+    /// the node's settings afterwards (`settings::merge`). A change was checked once
+    /// by the caller; each core applies it to what it owns, and the answer comes only
+    /// once every core has.
+    pub async fn config(
+        &self,
+        change: Option<crate::settings::Change>,
+    ) -> Result<Vec<(String, String)>, ShardError> {
+        let calls = (0..self.shards)
+            .map(|s| self.call(s, ShardOp::Config(change)))
+            .collect();
+        let mut per_core = Vec::with_capacity(self.shards);
+        for r in join_all(calls).await {
+            match r? {
+                ShardResult::Settings(s) => per_core.push(s),
+                _ => {
+                    return Err(ShardError::Internal(
+                        "config answered with another result".into(),
+                    ));
+                }
+            }
+        }
+        Ok(crate::settings::merge(&per_core))
+    }
+}
+
 /// One page of a SCAN: entries in key order, and the key to resume after.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ScanPage {

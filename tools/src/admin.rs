@@ -1,6 +1,6 @@
 //! `nextdb admin`: node administration. `user add|remove|list` edit the users file of
-//! a data directory (restart the node to apply); `stats` and `backup` ask a running
-//! node; `restore` and `verify` work offline on directories (`backup.rs`).
+//! a data directory (restart the node to apply); `stats`, `backup` and `config` ask a
+//! running node; `restore` and `verify` work offline on directories (`backup.rs`).
 
 use clap::{Args, Subcommand};
 use nextdb_net::UserStore;
@@ -23,6 +23,10 @@ pub enum AdminCmd {
     Restore(crate::backup::RestoreArgs),
     /// Checks every checksum of a data directory or a backup (exit code 1 on damage).
     Verify(crate::backup::VerifyArgs),
+    /// Reads or changes a running node's live settings (a change lasts until the
+    /// node restarts).
+    #[command(subcommand)]
+    Config(crate::config::ConfigCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -65,6 +69,7 @@ pub fn run(cmd: AdminCmd) -> i32 {
         AdminCmd::Backup(a) => crate::backup::backup(&a),
         AdminCmd::Restore(a) => crate::backup::restore(&a),
         AdminCmd::Verify(a) => crate::backup::verify(&a),
+        AdminCmd::Config(c) => crate::config::run(&c),
     };
     match r {
         Ok(()) => 0,

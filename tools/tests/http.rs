@@ -57,6 +57,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("nextdb_write_delays_total", "counter"),
     ("nextdb_block_cache_hits_total", "counter"),
     ("nextdb_block_cache_misses_total", "counter"),
+    ("nextdb_block_cache_capacity_bytes", "gauge"),
     ("nextdb_write_amplification_ratio", "gauge"),
     ("nextdb_log_fsync_seconds", "summary"),
     ("nextdb_log_records_total", "counter"),

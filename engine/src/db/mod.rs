@@ -27,6 +27,7 @@ mod compaction;
 mod flush;
 mod gate;
 mod gc;
+mod live;
 mod picker;
 mod read;
 mod recovery;
@@ -125,6 +126,9 @@ pub struct Db<F: FileSystem> {
     compaction_lock: AsyncLock,
     manifest_lock: AsyncLock,
     background_running: Cell<bool>,
+    /// Scheduler shares of the flush and compaction task queue, read by glommio
+    /// (`runtime::spawn_background`) and changed live (`live.rs`).
+    background_shares: Rc<crate::runtime::LiveShares>,
     /// Fair admission of write bytes (`gate`): the in-flight bound and the delayed
     /// write rate.
     gate: Rc<gate::WriteGate>,
@@ -212,6 +216,9 @@ impl<F: FileSystem> Db<F> {
             compaction_lock: AsyncLock::default(),
             manifest_lock: AsyncLock::default(),
             background_running: Cell::new(false),
+            background_shares: Rc::new(crate::runtime::LiveShares::new(
+                crate::config::BACKGROUND_SHARES,
+            )),
             gate: Rc::new(gate),
         });
         db.remove_orphans().await?;

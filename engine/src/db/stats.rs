@@ -43,9 +43,14 @@ pub struct DbStats {
     pub cache_misses: u64,
     pub cache_hit_rate: f64,
     pub cache_bytes: u64,
+    /// The block cache's byte budget now (`Db::set_block_cache_bytes` changes it).
+    pub cache_capacity_bytes: u64,
     /// Point reads a table answered from the row cache, and the rows it holds.
     pub row_cache_hits: u64,
     pub row_cache_entries: usize,
+    /// Bytes the row cache holds and its budget (0 and 0 without a row cache).
+    pub row_cache_bytes: u64,
+    pub row_cache_capacity_bytes: u64,
     /// Bytes compaction must rewrite to bring every level within its target:
     /// L0's bytes once it reaches `l0_compaction_trigger` files, plus each deeper
     /// level's bytes over `level_target_bytes` (RocksDB's pending-compaction estimate,
@@ -148,7 +153,10 @@ impl<F: FileSystem> Db<F> {
                 cache.hits as f64 / lookups as f64
             },
             cache_bytes: cache.bytes_used as u64,
+            cache_capacity_bytes: cache.capacity as u64,
             row_cache_hits: row.hits,
+            row_cache_bytes: row.bytes_used as u64,
+            row_cache_capacity_bytes: row.capacity as u64,
             row_cache_entries: row.entries,
             compaction_debt_bytes: debt,
             flush_running: self.flush_lock.is_locked(),

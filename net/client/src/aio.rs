@@ -664,6 +664,17 @@ impl Client {
     pub async fn stats(&self) -> Result<String> {
         ops::into_stats(self.execute(Request::Stats).await?)
     }
+
+    /// The node's live settings as (name, value) pairs: every one, or only `name`.
+    pub async fn config_get(&self, name: Option<&str>) -> Result<Vec<(String, String)>> {
+        ops::into_settings(self.execute(ops::config(name, None)).await?)
+    }
+
+    /// Sets a live setting on every core of the node (not persisted); answers with
+    /// its value once every core has it.
+    pub async fn config_set(&self, name: &str, value: &str) -> Result<Vec<(String, String)>> {
+        ops::into_settings(self.execute(ops::config(Some(name), Some(value))).await?)
+    }
 }
 
 #[cfg(test)]

@@ -635,6 +635,17 @@ impl Client {
             incremental_from: incremental_from.unwrap_or_default().to_string(),
         })?)
     }
+
+    /// The node's live settings as (name, value) pairs: every one, or only `name`.
+    pub fn config_get(&self, name: Option<&str>) -> Result<Vec<(String, String)>> {
+        ops::into_settings(self.execute(ops::config(name, None))?)
+    }
+
+    /// Sets a live setting on every core of the node (not persisted: a restart
+    /// returns to the `serve` flags); answers with its value once every core has it.
+    pub fn config_set(&self, name: &str, value: &str) -> Result<Vec<(String, String)>> {
+        ops::into_settings(self.execute(ops::config(Some(name), Some(value)))?)
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use nextdb_proto::limits::MAX_TTL_MS;
-use nextdb_proto::{BatchOp, BatchResult, Request, Response, TtlState};
+use nextdb_proto::{BatchOp, BatchResult, ConfigRequest, Request, Response, TtlState};
 
 use crate::error::{Error, Result};
 use crate::session::response_name;
@@ -184,6 +184,25 @@ pub(crate) fn into_backup(r: Response) -> Result<String> {
         Response::Backup { json } => Ok(json),
         r => Err(unexpected("BACKUP", &r)),
     }
+}
+
+pub(crate) fn into_settings(r: Response) -> Result<Vec<(String, String)>> {
+    match r {
+        Response::Config { settings } => Ok(settings),
+        r => Err(unexpected("CONFIG", &r)),
+    }
+}
+
+/// CONFIG get (all settings, or the one named) or set.
+pub(crate) fn config(name: Option<&str>, value: Option<&str>) -> Request {
+    let name = name.map(str::to_string);
+    Request::Config(match (name, value) {
+        (Some(name), Some(value)) => ConfigRequest::Set {
+            name,
+            value: value.to_string(),
+        },
+        (name, _) => ConfigRequest::Get { name },
+    })
 }
 
 /// Follows SCAN tokens; shared bookkeeping for `scan_all` of both clients.

@@ -364,6 +364,7 @@ pub(crate) fn response_name(r: &Response) -> &'static str {
         Response::Pong { .. } => "PONG",
         Response::Stats { .. } => "STATS",
         Response::Backup { .. } => "BACKUP",
+        Response::Config { .. } => "CONFIG",
         Response::Value(_) => "VALUE",
         Response::Done => "DONE",
         Response::Scan { .. } => "SCAN",

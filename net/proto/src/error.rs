@@ -41,6 +41,9 @@ pub enum ErrorCode {
     /// The response would exceed `MAX_RESPONSE_BYTES` (a BATCH reading too many or
     /// too large values); split the request. The connection stays open.
     ResponseTooLarge = 17,
+    /// CONFIG named a setting the node does not have (a bad or out-of-range value
+    /// is INVALID_ARGUMENT). The connection stays open.
+    UnknownSetting = 18,
 }
 
 impl ErrorCode {
@@ -64,6 +67,7 @@ impl ErrorCode {
             15 => Internal,
             16 => ProtocolViolation,
             17 => ResponseTooLarge,
+            18 => UnknownSetting,
             _ => return None,
         })
     }
@@ -114,6 +118,7 @@ impl ErrorCode {
             Internal => "INTERNAL",
             ProtocolViolation => "PROTOCOL_VIOLATION",
             ResponseTooLarge => "RESPONSE_TOO_LARGE",
+            UnknownSetting => "UNKNOWN_SETTING",
         }
     }
 }

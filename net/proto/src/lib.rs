@@ -14,5 +14,7 @@ pub mod wire;
 
 pub use error::{ErrorCode, ProtoError};
 pub use frame::{FrameHeader, HEADER_BYTES};
-pub use message::{BatchOp, BatchResult, Hello, HelloOk, Request, Response, TtlState};
+pub use message::{
+    BatchOp, BatchResult, ConfigRequest, Hello, HelloOk, Request, Response, TtlState,
+};
 pub use routing::{SlotMap, SlotRange, slot_of};

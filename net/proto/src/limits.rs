@@ -42,6 +42,9 @@ pub const MAX_SCAN_BYTES: usize = 4 << 20;
 /// Longest SCAN continuation token: a version byte and a key, with room to spare.
 pub const MAX_SCAN_TOKEN_BYTES: usize = MAX_KEY_BYTES + 16;
 
+/// Most (name, value) pairs in a CONFIG answer: far above the node's live settings.
+pub const MAX_SETTINGS: usize = 256;
+
 /// Longest string field (names, messages, SCRAM messages).
 pub const MAX_STRING_BYTES: usize = 4096;
 

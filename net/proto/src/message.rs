@@ -6,7 +6,7 @@ use crate::error::{ErrorCode, ProtoError};
 use crate::frame::{self, STATUS_ERROR, STATUS_OK};
 use crate::limits::{
     MAGIC, MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_PARTITIONS, MAX_SCAN_LIMIT, MAX_SCAN_TOKEN_BYTES,
-    MAX_SHARDS, MAX_STRING_BYTES, MAX_TTL_MS, MAX_VALUE_BYTES, TOPOLOGY_VERSION,
+    MAX_SETTINGS, MAX_SHARDS, MAX_STRING_BYTES, MAX_TTL_MS, MAX_VALUE_BYTES, TOPOLOGY_VERSION,
 };
 use crate::routing::SlotRange;
 use crate::wire::{Reader, Writer};
@@ -18,6 +18,7 @@ pub mod op {
     pub const PING: u8 = 0x10;
     pub const STATS: u8 = 0x11;
     pub const BACKUP: u8 = 0x12;
+    pub const CONFIG: u8 = 0x13;
     pub const GET: u8 = 0x20;
     pub const PUT: u8 = 0x21;
     pub const DELETE: u8 = 0x22;
@@ -98,6 +99,19 @@ pub enum BatchResult {
     Done,
 }
 
+/// What a CONFIG request asks (`nextdb admin config`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigRequest {
+    /// Every live setting (`name` None) or one.
+    Get { name: Option<String> },
+    /// Set `name` to `value` (text, parsed by the server) on every core.
+    Set { name: String, value: String },
+}
+
+/// Kind byte of a CONFIG request body.
+const CONFIG_GET: u8 = 0;
+const CONFIG_SET: u8 = 1;
+
 /// A key's time to live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TtlState {
@@ -122,6 +136,8 @@ pub enum Request {
         to: String,
         incremental_from: String,
     },
+    /// Read or change the node's live settings.
+    Config(ConfigRequest),
     Get {
         key: Vec<u8>,
     },
@@ -181,6 +197,11 @@ pub enum Response {
     /// BACKUP: a JSON summary (each shard's point, files, bytes copied).
     Backup {
         json: String,
+    },
+    /// CONFIG: the settings asked for (all, or the one named), as (name, value) text
+    /// pairs; after a set, their values once every core applied it.
+    Config {
+        settings: Vec<(String, String)>,
     },
     /// GET.
     Value(Option<Vec<u8>>),
@@ -286,6 +307,7 @@ impl Request {
             Request::Ping { .. } => op::PING,
             Request::Stats => op::STATS,
             Request::Backup { .. } => op::BACKUP,
+            Request::Config(_) => op::CONFIG,
             Request::Get { .. } => op::GET,
             Request::Put { .. } => op::PUT,
             Request::Delete { .. } => op::DELETE,
@@ -333,6 +355,15 @@ impl Request {
                     incremental_from.as_bytes(),
                     MAX_STRING_BYTES,
                 )
+            }
+            Request::Config(ConfigRequest::Get { name }) => check_len(
+                "name",
+                name.as_deref().unwrap_or_default().as_bytes(),
+                MAX_STRING_BYTES,
+            ),
+            Request::Config(ConfigRequest::Set { name, value }) => {
+                check_len("name", name.as_bytes(), MAX_STRING_BYTES)?;
+                check_len("value", value.as_bytes(), MAX_STRING_BYTES)
             }
             Request::Get { key: k }
             | Request::Delete { key: k }
@@ -391,6 +422,7 @@ impl Request {
                 w.str(to);
                 w.str(incremental_from);
             }
+            Request::Config(c) => encode_config(&mut w, c),
             Request::Get { key } | Request::Delete { key } | Request::Ttl { key } => w.bytes(key),
             Request::Put { key, value, ttl_ms } => {
                 w.bytes(key);
@@ -468,6 +500,7 @@ impl Request {
                 to: r.str("to")?.to_owned(),
                 incremental_from: r.str("incremental_from")?.to_owned(),
             },
+            op::CONFIG => Request::Config(decode_config(&mut r)?),
             op::GET => Request::Get { key: key(&mut r)? },
             op::DELETE => Request::Delete { key: key(&mut r)? },
             op::TTL => Request::Ttl { key: key(&mut r)? },
@@ -514,6 +547,73 @@ fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtoError> {
         mechanism: r.str("mechanism")?.to_owned(),
         auth_data: r.bytes("auth_data", MAX_STRING_BYTES)?.to_vec(),
     })
+}
+
+/// CONFIG request body: `kind u8` (0 get, 1 set), `name str` (a get's empty name:
+/// every setting), and for a set `value str`.
+fn encode_config(w: &mut Writer<'_>, c: &ConfigRequest) {
+    match c {
+        ConfigRequest::Get { name } => {
+            w.u8(CONFIG_GET);
+            w.str(name.as_deref().unwrap_or_default());
+        }
+        ConfigRequest::Set { name, value } => {
+            w.u8(CONFIG_SET);
+            w.str(name);
+            w.str(value);
+        }
+    }
+}
+
+fn decode_config(r: &mut Reader<'_>) -> Result<ConfigRequest, ProtoError> {
+    Ok(match r.u8("config kind")? {
+        CONFIG_GET => {
+            let name = r.str("name")?;
+            ConfigRequest::Get {
+                name: (!name.is_empty()).then(|| name.to_owned()),
+            }
+        }
+        CONFIG_SET => ConfigRequest::Set {
+            name: r.str("name")?.to_owned(),
+            value: r.str("value")?.to_owned(),
+        },
+        k => {
+            return Err(ProtoError::BadValue {
+                what: "config kind",
+                value: k as u64,
+            });
+        }
+    })
+}
+
+/// CONFIG response body: `count u16`, then `count × (name str, value str)`.
+fn encode_settings(w: &mut Writer<'_>, settings: &[(String, String)]) {
+    assert!(
+        settings.len() <= MAX_SETTINGS,
+        "a CONFIG answer within MAX_SETTINGS"
+    );
+    w.u16(settings.len() as u16);
+    for (name, value) in settings {
+        w.str(name);
+        w.str(value);
+    }
+}
+
+fn decode_settings(r: &mut Reader<'_>) -> Result<Vec<(String, String)>, ProtoError> {
+    let n = r.u16("setting count")? as usize;
+    if n > MAX_SETTINGS {
+        return Err(ProtoError::TooLong {
+            what: "settings",
+            len: n,
+            max: MAX_SETTINGS,
+        });
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = r.str("setting name")?.to_owned();
+        out.push((name, r.str("setting value")?.to_owned()));
+    }
+    Ok(out)
 }
 
 fn decode_scan(r: &mut Reader<'_>) -> Result<Request, ProtoError> {
@@ -676,6 +776,7 @@ impl Response {
                 // STATS may exceed MAX_STRING_BYTES: a plain bytes field.
                 w.bytes(json.as_bytes());
             }
+            Response::Config { settings } => encode_settings(&mut w, settings),
             Response::Value(v) => write_opt(&mut w, v.as_deref()),
             Response::Done => {}
             Response::Scan { entries, token } => {
@@ -757,6 +858,9 @@ impl Response {
                         .map_err(|_| ProtoError::BadUtf8("backup"))?,
                 }
             }
+            op::CONFIG => Response::Config {
+                settings: decode_settings(&mut r)?,
+            },
             op::GET => Response::Value(read_opt(&mut r, "value", MAX_VALUE_BYTES)?),
             op::PUT | op::DELETE => Response::Done,
             op::SCAN => {
@@ -927,6 +1031,14 @@ mod tests {
             to: "/backups/b2".into(),
             incremental_from: "/backups/b1".into(),
         });
+        round_trip_req(Request::Config(ConfigRequest::Get { name: None }));
+        round_trip_req(Request::Config(ConfigRequest::Get {
+            name: Some("slow_op_ms".into()),
+        }));
+        round_trip_req(Request::Config(ConfigRequest::Set {
+            name: "block_cache_mb".into(),
+            value: "64".into(),
+        }));
         round_trip_req(Request::Get { key: b"k".to_vec() });
         round_trip_req(Request::Put {
             key: b"k".to_vec(),
@@ -1019,6 +1131,16 @@ mod tests {
         round_trip_resp(op::PING, Response::Pong { payload: vec![] });
         round_trip_resp(op::STATS, Response::Stats { json: "{}".into() });
         round_trip_resp(op::BACKUP, Response::Backup { json: "{}".into() });
+        round_trip_resp(op::CONFIG, Response::Config { settings: vec![] });
+        round_trip_resp(
+            op::CONFIG,
+            Response::Config {
+                settings: vec![
+                    ("slow_op_ms".into(), "0".into()),
+                    ("slow_op_redact".into(), "true".into()),
+                ],
+            },
+        );
         round_trip_resp(op::GET, Response::Value(None));
         round_trip_resp(op::GET, Response::Value(Some(b"v".to_vec())));
         round_trip_resp(op::PUT, Response::Done);
@@ -1093,6 +1215,11 @@ mod tests {
             Err(ProtoError::TooLong { .. })
         ));
         assert!(Request::decode(op::HELLO, 0, b"XXXX").is_err());
+        // A CONFIG kind other than get (0) or set (1).
+        assert!(matches!(
+            Request::decode(op::CONFIG, 0, &[2, 0, 0]),
+            Err(ProtoError::BadValue { .. })
+        ));
     }
 
     #[test]

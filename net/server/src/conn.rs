@@ -93,6 +93,7 @@ fn approx_size(r: &Response) -> usize {
             current: Some(v), ..
         } => v.len(),
         Response::Stats { json } | Response::Backup { json } => json.len(),
+        Response::Config { settings } => settings.iter().map(|(n, v)| n.len() + v.len() + 8).sum(),
         Response::Error { message, .. } => message.len(),
         _ => 0,
     }

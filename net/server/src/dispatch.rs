@@ -9,6 +9,7 @@ use nextdb_proto::limits::{MAX_KEY_BYTES, MAX_RESPONSE_BYTES, MAX_SCAN_BYTES};
 use nextdb_proto::message::{self as wire, op};
 use nextdb_proto::{ErrorCode, Request, Response};
 use nextdb_shard::ops::{BatchOp, BatchResult, ResponseBudget, ShardOp, ShardResult, TtlState};
+use nextdb_shard::settings::Setting;
 use nextdb_shard::{ShardContext, ShardError};
 use std::rc::Rc;
 
@@ -49,6 +50,7 @@ pub fn error_code(e: &ShardError) -> ErrorCode {
         ShardError::Timeout(_) => ErrorCode::Timeout,
         ShardError::ShuttingDown => ErrorCode::ShuttingDown,
         ShardError::Internal(_) => ErrorCode::Internal,
+        ShardError::UnknownSetting(_) => ErrorCode::UnknownSetting,
     }
 }
 
@@ -85,6 +87,7 @@ pub async fn execute(ctx: Rc<ShardContext>, _session: &Session, req: Request) ->
                 Err(e) => shard_error(e),
             }
         }
+        Request::Config(c) => Box::pin(config(&ctx, c)).await,
         Request::Hello(_) | Request::Auth { .. } => Response::error(
             ErrorCode::ProtocolViolation,
             "HELLO and AUTH are only valid while the session starts",
@@ -134,12 +137,13 @@ fn response(r: ShardResult) -> Response {
             TtlState::ExpiresIn(ms) => wire::TtlState::ExpiresIn(ms),
         }),
         ShardResult::Batch(rs) => Response::Batch(rs.into_iter().map(batch_result).collect()),
-        ShardResult::Entries { .. } | ShardResult::Stats(_) | ShardResult::Backup(_) => {
-            Response::error(
-                ErrorCode::Internal,
-                "shard answered with the wrong result kind",
-            )
-        }
+        ShardResult::Entries { .. }
+        | ShardResult::Stats(_)
+        | ShardResult::Backup(_)
+        | ShardResult::Settings(_) => Response::error(
+            ErrorCode::Internal,
+            "shard answered with the wrong result kind",
+        ),
     }
 }
 
@@ -196,6 +200,34 @@ async fn scan(
                 .resume
                 .map(|k| [&[TOKEN_V1][..], &k].concat())
                 .unwrap_or_default(),
+        },
+        Err(e) => shard_error(e),
+    }
+}
+
+/// CONFIG: the name and value are checked here, once, before any core sees the
+/// change; every core then applies it (`Router::config`), and the answer holds the
+/// settings asked for as they are after the change.
+async fn config(ctx: &ShardContext, req: wire::ConfigRequest) -> Response {
+    let (name, change) = match req {
+        wire::ConfigRequest::Get { name } => (name, None),
+        wire::ConfigRequest::Set { name, value } => {
+            match Setting::from_name(&name).and_then(|s| s.parse(&value)) {
+                Ok(c) => (Some(name), Some(c)),
+                Err(e) => return shard_error(e),
+            }
+        }
+    };
+    let only = match name.as_deref().map(Setting::from_name).transpose() {
+        Ok(only) => only,
+        Err(e) => return shard_error(e),
+    };
+    match ctx.config(change).await {
+        Ok(all) => Response::Config {
+            settings: all
+                .into_iter()
+                .filter(|(n, _)| only.is_none_or(|s| s.name() == n))
+                .collect(),
         },
         Err(e) => shard_error(e),
     }

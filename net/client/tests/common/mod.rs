@@ -462,5 +462,6 @@ fn handle(sh: &Shared, req: Request) -> Action {
         Request::Backup { .. } => {
             Response::error(ErrorCode::UnknownOp, "the mock does not back up")
         }
+        Request::Config(_) => Response::error(ErrorCode::UnknownOp, "the mock has no settings"),
     })
 }

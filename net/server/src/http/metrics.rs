@@ -213,6 +213,12 @@ const SHARD_FAMILIES: &[(&str, &str, &str, Getter)] = &[
         |s| s.engine.cache_bytes as f64,
     ),
     (
+        "nextdb_block_cache_capacity_bytes",
+        "gauge",
+        "The block cache's byte budget (changes with `admin config set block_cache_mb`).",
+        |s| s.engine.cache_capacity_bytes as f64,
+    ),
+    (
         "nextdb_row_cache_hits_total",
         "counter",
         "Point reads answered from the row cache.",
@@ -223,6 +229,18 @@ const SHARD_FAMILIES: &[(&str, &str, &str, Getter)] = &[
         "gauge",
         "Rows held by the row cache.",
         |s| s.engine.row_cache_entries as f64,
+    ),
+    (
+        "nextdb_row_cache_bytes",
+        "gauge",
+        "Bytes held by the row cache.",
+        |s| s.engine.row_cache_bytes as f64,
+    ),
+    (
+        "nextdb_row_cache_capacity_bytes",
+        "gauge",
+        "The row cache's byte budget (changes with `admin config set row_cache_mb`).",
+        |s| s.engine.row_cache_capacity_bytes as f64,
     ),
     (
         "nextdb_user_written_bytes_total",
