@@ -601,13 +601,7 @@ fn encode_settings(w: &mut Writer<'_>, settings: &[(String, String)]) {
 
 fn decode_settings(r: &mut Reader<'_>) -> Result<Vec<(String, String)>, ProtoError> {
     let n = r.u16("setting count")? as usize;
-    if n > MAX_SETTINGS {
-        return Err(ProtoError::TooLong {
-            what: "settings",
-            len: n,
-            max: MAX_SETTINGS,
-        });
-    }
+    check_count("settings", n, MAX_SETTINGS)?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let name = r.str("setting name")?.to_owned();
@@ -656,12 +650,13 @@ fn decode_batch_ops(r: &mut Reader<'_>) -> Result<Vec<BatchOp>, ProtoError> {
 }
 
 fn check_len(what: &'static str, v: &[u8], max: usize) -> Result<(), ProtoError> {
-    if v.len() > max {
-        return Err(ProtoError::TooLong {
-            what,
-            len: v.len(),
-            max,
-        });
+    check_count(what, v.len(), max)
+}
+
+/// `TooLong` when a length or an element count `n` passes `max`.
+fn check_count(what: &'static str, n: usize, max: usize) -> Result<(), ProtoError> {
+    if n > max {
+        return Err(ProtoError::TooLong { what, len: n, max });
     }
     Ok(())
 }
@@ -713,14 +708,7 @@ fn check_scan(
 }
 
 fn check_batch_len(n: usize) -> Result<(), ProtoError> {
-    if n > MAX_BATCH_OPS {
-        return Err(ProtoError::TooLong {
-            what: "batch",
-            len: n,
-            max: MAX_BATCH_OPS,
-        });
-    }
-    Ok(())
+    check_count("batch", n, MAX_BATCH_OPS)
 }
 
 fn check_batch(ops: &[BatchOp]) -> Result<(), ProtoError> {
@@ -954,13 +942,7 @@ fn decode_hello_ok(r: &mut Reader<'_>) -> Result<HelloOk, ProtoError> {
         return Ok(h);
     }
     let n = r.u32("partition count")? as usize;
-    if n > MAX_PARTITIONS {
-        return Err(ProtoError::TooLong {
-            what: "partitions",
-            len: n,
-            max: MAX_PARTITIONS,
-        });
-    }
+    check_count("partitions", n, MAX_PARTITIONS)?;
     h.partitions.reserve(n.min(r.remaining() / 10));
     for _ in 0..n {
         h.partitions.push(SlotRange {
@@ -970,13 +952,7 @@ fn decode_hello_ok(r: &mut Reader<'_>) -> Result<HelloOk, ProtoError> {
         });
     }
     let n = r.u16("shard port count")? as usize;
-    if n > MAX_SHARDS {
-        return Err(ProtoError::TooLong {
-            what: "shard ports",
-            len: n,
-            max: MAX_SHARDS,
-        });
-    }
+    check_count("shard ports", n, MAX_SHARDS)?;
     for _ in 0..n {
         h.shard_ports.push(r.u16("shard port")?);
     }
