@@ -103,37 +103,24 @@ pub fn log_written(core: usize, redact: bool, slow: &mut Vec<SlowOp>) {
         // by a microsecond.
         let commit_us = s.commit_us.min(s.exec_us);
         let storage_us = s.exec_us - commit_us;
-        if redact {
-            tracing::warn!(
-                target: "nextdb::slow_op",
-                op = s.op,
-                key_len = s.key.full_len,
-                key_hash = format_args!("{:016x}", s.key.redacted_hash()),
-                total_us,
-                queue_us = s.queue_us,
-                exec_us = s.exec_us,
-                storage_us,
-                commit_us,
-                network_us,
-                core,
-                "slow operation"
-            );
-        } else {
-            tracing::warn!(
-                target: "nextdb::slow_op",
-                op = s.op,
-                key = %s.key.escaped(),
-                key_len = s.key.full_len,
-                total_us,
-                queue_us = s.queue_us,
-                exec_us = s.exec_us,
-                storage_us,
-                commit_us,
-                network_us,
-                core,
-                "slow operation"
-            );
-        }
+        // One event either way: a field whose value is None is left out.
+        let key = (!redact).then(|| s.key.escaped());
+        let key_hash = redact.then(|| format!("{:016x}", s.key.redacted_hash()));
+        tracing::warn!(
+            target: "nextdb::slow_op",
+            op = s.op,
+            key = key.as_deref().map(tracing::field::display),
+            key_len = s.key.full_len,
+            key_hash = key_hash.as_deref().map(tracing::field::display),
+            total_us,
+            queue_us = s.queue_us,
+            exec_us = s.exec_us,
+            storage_us,
+            commit_us,
+            network_us,
+            core,
+            "slow operation"
+        );
     }
 }
 
